@@ -1,0 +1,310 @@
+package ops
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/luminaweb/lumina/model/tensor"
+	"github.com/luminaweb/lumina/shaders"
+	"github.com/luminaweb/lumina/wgpu"
+)
+
+// GPUOptions tunes the GPU backend. The zero value uses the shaders'
+// defaults.
+type GPUOptions struct {
+	// MatMulWG overrides the matmul workgroup shape (WG_M, WG_N
+	// invocations, each owning a 4×4 block of the output); zero keeps the
+	// shader's default.
+	MatMulWG [2]uint32
+	// FlushEvery submits recorded work after this many dispatches (0: 64,
+	// ggml's batch size), bounding the size of one command buffer.
+	FlushEvery int
+	// Source, when set, supplies a family's WGSL instead of package
+	// shaders. It exists for fault-injection tests and kernel experiments.
+	Source func(family string) string
+}
+
+// GPU runs ops as WGSL compute shaders on a wgpu.Device. Work is recorded
+// into a batch and submitted every FlushEvery dispatches; nothing is read
+// back between ops. Released buffers are pooled by size and reused, so a
+// loop that allocates and releases the same tensors each step creates no
+// buffer, kernel or bind group after its first pass.
+type GPU struct {
+	dev     *wgpu.Device
+	opt     GPUOptions
+	batch   *wgpu.Batch
+	pending int
+	err     error // sticky: first failure since the last Sync
+	kernels map[kernelKey]*wgpu.Kernel
+	pool    map[uint64][]*wgpu.Buffer
+	all     []*wgpu.Buffer
+	allocs  int
+	matmulC map[string]float64
+}
+
+type kernelKey struct{ family, entry string }
+
+type gpuStore struct{ buf *wgpu.Buffer }
+
+// NewGPU returns a backend on dev. The backend does not own dev: close the
+// backend, then the device.
+func NewGPU(dev *wgpu.Device, opt GPUOptions) (*GPU, error) {
+	if dev == nil {
+		return nil, fmt.Errorf("ops: NewGPU: nil device: %w", wgpu.ErrUnavailable)
+	}
+	if opt.FlushEvery <= 0 {
+		opt.FlushEvery = 64
+	}
+	g := &GPU{dev: dev, opt: opt, batch: dev.NewBatch(),
+		kernels: map[kernelKey]*wgpu.Kernel{}, pool: map[uint64][]*wgpu.Buffer{}}
+	if wm, wn := opt.MatMulWG[0], opt.MatMulWG[1]; wm != 0 || wn != 0 {
+		if wm == 0 || wn == 0 || wm*wn > dev.Limits().MaxComputeInvocationsPerWorkgroup {
+			return nil, &wgpu.LimitError{Name: "maxComputeInvocationsPerWorkgroup", Need: uint64(wm) * uint64(wn),
+				Have: uint64(dev.Limits().MaxComputeInvocationsPerWorkgroup), What: fmt.Sprintf("matmul workgroup %d×%d", wm, wn)}
+		}
+		g.matmulC = map[string]float64{"WG_M": float64(wm), "WG_N": float64(wn)}
+	}
+	return g, nil
+}
+
+func (g *GPU) Name() string { return "gpu: " + g.dev.Info().String() }
+
+// Device returns the device the backend runs on.
+func (g *GPU) Device() *wgpu.Device { return g.dev }
+
+// BufferAllocs is the number of GPU buffers the backend has created (pool
+// hits excluded).
+func (g *GPU) BufferAllocs() int { return g.allocs }
+
+func (g *GPU) setErr(err error) {
+	if g.err == nil && err != nil {
+		g.err = err
+	}
+}
+
+func (g *GPU) New(dt tensor.DType, shape ...int) (*Tensor, error) {
+	s, err := newShape("New", shape)
+	if err != nil {
+		return nil, err
+	}
+	if dt != tensor.F32 {
+		return nil, fmt.Errorf("ops: New: %s tensors are not supported on the GPU yet", dt)
+	}
+	size := uint64(s.Numel()) * 4
+	var buf *wgpu.Buffer
+	// First released, first reused: a step that allocates and releases
+	// the same tensors in the same order as the previous one gets the same
+	// buffers back, so its bind groups are cache hits.
+	if free := g.pool[size]; len(free) > 0 {
+		buf = free[0]
+		g.pool[size] = free[1:]
+	} else {
+		buf, err = g.dev.NewBuffer(size, fmt.Sprintf("%s%s", dt, s))
+		if err != nil {
+			return nil, fmt.Errorf("ops: allocate %s%s: %w", dt, s, err)
+		}
+		g.all = append(g.all, buf)
+		g.allocs++
+	}
+	return &Tensor{shape: s, dtype: dt, store: &gpuStore{buf}, owner: g}, nil
+}
+
+func (g *GPU) View(t *Tensor, off int, shape ...int) *Tensor {
+	checkOwner(g, "View", t)
+	s := viewShape("View", t, off, shape)
+	return &Tensor{shape: s, dtype: t.dtype, off: t.off + off, store: t.store, view: true, owner: g}
+}
+
+func (g *GPU) buffer(t *Tensor) *wgpu.Buffer {
+	st := t.store.(*gpuStore)
+	if st.buf == nil {
+		panic(fmt.Sprintf("ops: tensor %s used after Release", t))
+	}
+	return st.buf
+}
+
+func (g *GPU) Write(t *Tensor, v []float32) error {
+	checkOwner(g, "Write", t)
+	if len(v) != t.Numel() {
+		return fmt.Errorf("ops: write %d values into %s", len(v), t)
+	}
+	// queue writes run before any later submit, so recorded work that
+	// reads the old contents must be submitted first.
+	g.flush(context.Background())
+	if g.err != nil {
+		return g.err
+	}
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return g.dev.Write(g.buffer(t), uint64(t.off)*4, b)
+}
+
+func (g *GPU) Read(ctx context.Context, t *Tensor) ([]float32, error) {
+	checkOwner(g, "Read", t)
+	if err := g.flush(ctx); err != nil {
+		g.err = nil
+		return nil, err
+	}
+	raw, err := g.dev.Read(ctx, g.buffer(t), uint64(t.off)*4, uint64(t.Numel())*4)
+	if err != nil {
+		return nil, err
+	}
+	v := make([]float32, t.Numel())
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+	}
+	return v, nil
+}
+
+func (g *GPU) Release(t *Tensor) {
+	if t == nil || t.view {
+		return
+	}
+	st := t.store.(*gpuStore)
+	if st.buf == nil {
+		return
+	}
+	g.pool[st.buf.Size()] = append(g.pool[st.buf.Size()], st.buf)
+	st.buf = nil
+}
+
+// flush submits the recorded work and returns the sticky error.
+func (g *GPU) flush(ctx context.Context) error {
+	if g.pending > 0 {
+		g.setErr(g.batch.Submit(ctx))
+		g.pending = 0
+	}
+	return g.err
+}
+
+func (g *GPU) Sync(ctx context.Context) error {
+	err := g.flush(ctx)
+	if err == nil {
+		err = g.dev.Sync(ctx)
+	}
+	g.err = nil
+	return err
+}
+
+func (g *GPU) Close() {
+	g.flush(context.Background())
+	for _, b := range g.all {
+		b.Destroy()
+	}
+	g.all, g.pool = nil, nil
+}
+
+func (g *GPU) kernel(family, entry string, consts map[string]float64) *wgpu.Kernel {
+	key := kernelKey{family, entry}
+	if k, ok := g.kernels[key]; ok {
+		return k
+	}
+	var src string
+	if g.opt.Source != nil {
+		src = g.opt.Source(family)
+	} else {
+		src = shaders.MustSource(family)
+	}
+	k, err := g.dev.NewKernel(wgpu.KernelSpec{Code: src, Entry: entry, Constants: consts, Label: family + "." + entry})
+	if err != nil {
+		g.setErr(err)
+		return nil
+	}
+	g.kernels[key] = k
+	return k
+}
+
+// bind returns the binding for a tensor and the element offset the shader
+// must add: bindings start at the device's offset alignment, the remainder
+// travels in the params.
+func (g *GPU) bind(t *Tensor) (wgpu.Binding, uint32) {
+	align := uint64(g.dev.Limits().MinStorageBufferOffsetAlignment)
+	byteOff := uint64(t.off) * 4
+	start := byteOff &^ (align - 1)
+	rest := (byteOff - start) / 4
+	return wgpu.Binding{Buffer: g.buffer(t), Offset: start, Size: (rest + uint64(t.Numel())) * 4}, uint32(rest)
+}
+
+// dispatch records one kernel launch; params is the kernel's Params twin.
+func (g *GPU) dispatch(family, entry string, consts map[string]float64, groups int, params any, bindings ...wgpu.Binding) {
+	if g.err != nil {
+		return
+	}
+	k := g.kernel(family, entry, consts)
+	if k == nil {
+		return
+	}
+	if groups > math.MaxUint32 {
+		g.setErr(fmt.Errorf("ops: %s: %d workgroups", family, groups))
+		return
+	}
+	p, err := binary.Append(nil, binary.LittleEndian, params)
+	if err != nil {
+		panic(fmt.Sprintf("ops: %s params: %v", family, err))
+	}
+	g.batch.Dispatch(k, uint32(groups), p, bindings...)
+	if err := g.batch.Err(); err != nil {
+		g.setErr(err)
+		g.batch.Submit(context.Background()) // drops the failed recording
+		g.pending = 0
+		return
+	}
+	g.pending++
+	if g.pending >= g.opt.FlushEvery {
+		g.flush(context.Background())
+	}
+}
+
+// AddParams is the Go twin of add.wgsl's Params.
+type AddParams struct {
+	N, BN, AOff, BOff, OutOff uint32
+	_                         [3]uint32
+}
+
+const addWG = 256 // add.wgsl's default WG
+
+func (g *GPU) Add(dst, a, b *Tensor) {
+	checkOwner(g, "Add", dst, a, b)
+	n, bn := addShapes(dst, a, b)
+	ba, oa := g.bind(a)
+	bb, ob := g.bind(b)
+	bo, oo := g.bind(dst)
+	g.dispatch("add", "add", nil, (n+addWG-1)/addWG,
+		AddParams{N: uint32(n), BN: uint32(bn), AOff: oa, BOff: ob, OutOff: oo}, ba, bb, bo)
+}
+
+// MatMulParams is the Go twin of matmul.wgsl's Params.
+type MatMulParams struct {
+	M, N, K, TilesN          uint32
+	XOff, WOff, BOff, OutOff uint32
+	HasBias                  uint32
+	_                        [3]uint32
+}
+
+func (g *GPU) MatMul(dst, x, w, bias *Tensor) {
+	checkOwner(g, "MatMul", dst, x, w)
+	if bias != nil {
+		checkOwner(g, "MatMul", bias)
+	}
+	M, N, K := matmulShapes(dst, x, w, bias)
+	wm, wn := 8, 8 // matmul.wgsl's defaults
+	if g.matmulC != nil {
+		wm, wn = int(g.opt.MatMulWG[0]), int(g.opt.MatMulWG[1])
+	}
+	tm, tn := wm*4, wn*4
+	tilesM, tilesN := (M+tm-1)/tm, (N+tn-1)/tn
+	bx, ox := g.bind(x)
+	bw, ow := g.bind(w)
+	bo, oo := g.bind(dst)
+	p := MatMulParams{M: uint32(M), N: uint32(N), K: uint32(K), TilesN: uint32(tilesN), XOff: ox, WOff: ow, OutOff: oo}
+	bb := bx // bound but unread without a bias
+	if bias != nil {
+		bb, p.BOff = g.bind(bias)
+		p.HasBias = 1
+	}
+	g.dispatch("matmul", "matmul", g.matmulC, tilesM*tilesN, p, bx, bw, bb, bo)
+}

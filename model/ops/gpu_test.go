@@ -1,0 +1,149 @@
+package ops_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/luminaweb/lumina/internal/gputest"
+	"github.com/luminaweb/lumina/model/ops"
+	"github.com/luminaweb/lumina/model/ops/opstest"
+	"github.com/luminaweb/lumina/model/tensor"
+	"github.com/luminaweb/lumina/shaders"
+	"github.com/luminaweb/lumina/wgpu"
+)
+
+func TestMain(m *testing.M) { gputest.Main(m) }
+
+func newGPU(t *testing.T, opt ops.GPUOptions) *ops.GPU {
+	t.Helper()
+	dev := gputest.OpenOrSkip(t, wgpu.Options{})
+	g, err := ops.NewGPU(dev, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	return g
+}
+
+func TestConformanceGPU(t *testing.T) {
+	g := newGPU(t, ops.GPUOptions{})
+	opstest.Run(t, g, opstest.Config{Seed: *seed, Short: testing.Short(), Tile: 32})
+}
+
+// With one invocation per workgroup the matmul tile is 4×4, so the
+// M=N=1030 case needs 66,306 workgroups: the 2-D split is exercised, and so
+// is a non-default override value.
+func TestConformanceGPUSmallTiles(t *testing.T) {
+	g := newGPU(t, ops.GPUOptions{MatMulWG: [2]uint32{1, 1}})
+	opstest.Run(t, g, opstest.Config{Seed: *seed, Short: true, Tile: 4, Random: 2})
+}
+
+// A deliberately wrong kernel must be caught: each mutant below is an
+// off-by-one that a weak suite would let through.
+func TestConformanceCatchesMutants(t *testing.T) {
+	mutants := []struct {
+		family, from, to string
+		op               string
+	}{
+		{"add", "i % params.b_n]", "(i + 1u) % params.b_n]", "Add"},
+		{"add", "a[params.a_off + i]", "a[params.a_off + i + 1u]", "Add"},
+		{"matmul", "kk < params.k;", "kk + 1u < params.k;", "MatMul"},
+		{"matmul", "if (n >= params.n) {\n\t\t\t\tbreak;", "if (n > params.n) {\n\t\t\t\tbreak;", "MatMul"},
+	}
+	for _, mu := range mutants {
+		src := shaders.MustSource(mu.family)
+		if !strings.Contains(src, mu.from) {
+			t.Fatalf("mutant %q no longer applies to %s.wgsl", mu.from, mu.family)
+		}
+		bad := strings.Replace(src, mu.from, mu.to, 1)
+		g := newGPU(t, ops.GPUOptions{Source: func(f string) string {
+			if f == mu.family {
+				return bad
+			}
+			return shaders.MustSource(f)
+		}})
+		caught := 0
+		var cases int
+		for _, c := range opstest.Cases(opstest.Config{Seed: 1, Short: true}) {
+			if c.Op != mu.op {
+				continue
+			}
+			cases++
+			if err := opstest.Check(g, c, opstest.Config{Seed: 1}); err != nil {
+				caught++
+			}
+		}
+		if caught == 0 {
+			t.Errorf("mutant %s: %q -> %q passed all %d %s cases", mu.family, mu.from, mu.to, cases, mu.op)
+		} else {
+			t.Logf("mutant %s %q caught by %d of %d cases", mu.family, mu.to, caught, cases)
+		}
+	}
+}
+
+func TestGPUBadInput(t *testing.T) {
+	g := newGPU(t, ops.GPUOptions{})
+	var le *wgpu.LimitError
+	huge := int(g.Device().Limits().MaxBufferSize/4) + 1
+	if _, err := g.New(tensor.F32, huge); !errors.As(err, &le) || le.Name != "maxBufferSize" {
+		t.Errorf("tensor above maxBufferSize: %v", err)
+	} else {
+		t.Logf("as expected: %v", err)
+	}
+	if _, err := g.New(tensor.F32, 3, 0); err == nil {
+		t.Error("shape with a zero dimension accepted")
+	}
+	// A tensor that fits in a buffer but not in one binding: the op's
+	// error surfaces at Sync and names the limit.
+	lim := g.Device().Limits().MaxStorageBufferBindingSize
+	n := int(lim/4) + 64
+	if uint64(n)*4 <= g.Device().Limits().MaxBufferSize {
+		a, err := g.New(tensor.F32, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := g.New(tensor.F32, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.Add(b, a, a)
+		if err := g.Sync(context.Background()); !errors.As(err, &le) || le.Name != "maxStorageBufferBindingSize" {
+			t.Errorf("binding above the limit: %v", err)
+		}
+		g.Release(a)
+		g.Release(b)
+	}
+	if _, err := ops.NewGPU(nil, ops.GPUOptions{}); !errors.Is(err, wgpu.ErrUnavailable) {
+		t.Errorf("NewGPU(nil): %v", err)
+	}
+}
+
+func TestGPUSteadyState(t *testing.T) {
+	g := newGPU(t, ops.GPUOptions{})
+	ctx := context.Background()
+	x, _ := g.New(tensor.F32, 8, 16)
+	w, _ := g.New(tensor.F32, 4, 16)
+	var first wgpu.Stats
+	for step := range 3 {
+		h, err := ops.MatMul(g, x, w, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := ops.Add(g, h, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.Release(h)
+		g.Release(y)
+		if err := g.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if step == 0 {
+			first = g.Device().Stats()
+		} else if s := g.Device().Stats(); s.Buffers != first.Buffers || s.BindGroups != first.BindGroups || s.Kernels != first.Kernels {
+			t.Fatalf("step %d created GPU objects: %+v then %+v", step, first, s)
+		}
+	}
+}
