@@ -33,8 +33,8 @@ func TestF16KnownValues(t *testing.T) {
 	}{
 		{1, 0x3c00}, {-2, 0xc000}, {65504, 0x7bff}, {65520, 0x7c00},
 		{5.960464477539063e-08, 0x0001}, {6.097555160522461e-05, 0x03ff},
-		{1 + 1.0/2048, 0x3c00}, // tie: rounds to even (down)
-		{1 + 3.0/2048, 0x3c02}, // tie: rounds to even (up)
+		{1 + 1.0/2048, 0x3c00},           // tie: rounds to even (down)
+		{1 + 3.0/2048, 0x3c02},           // tie: rounds to even (up)
 		{2.9802322387695312e-08, 0x0000}, // half of the smallest subnormal: tie to even
 		{float32(math.Inf(-1)), 0xfc00},
 	}

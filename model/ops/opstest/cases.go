@@ -138,7 +138,7 @@ func matmulCases(cfg Config, rng *rand.Rand) []Case {
 	}
 	if !cfg.Short {
 		cs = append(cs,
-			matmulCase(77, 2304, 2304, true, false), // caption tokens × Next-DiT / Gemma hidden
+			matmulCase(77, 2304, 2304, true, false),  // caption tokens × Next-DiT / Gemma hidden
 			matmulCase(32, 2304, 9216, false, false), // Gemma FFN up-projection, 32 tokens
 			matmulCase(24, 9216, 2304, false, false), // FFN down-projection, K = 9216
 		)
