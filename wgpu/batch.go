@@ -231,7 +231,10 @@ func (d *Device) Sync(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	return d.drv.sync(ctx)
+	if err := d.drv.sync(ctx); err != nil {
+		return fmt.Errorf("wgpu: wait for submitted work: %w", err)
+	}
+	return nil
 }
 
 func (d *Device) submit(ctx context.Context, cmds []command, uniforms []byte) error {

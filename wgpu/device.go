@@ -10,6 +10,10 @@
 //	none (!cgo, !js)     Open returns ErrUnavailable
 //
 // Library code here never reads the environment; everything comes in Options.
+//
+// In the browser, every call that waits (Open, Read, Sync, NewKernel) blocks
+// its goroutine on a JavaScript promise: never call it inside a js.FuncOf
+// callback, which would deadlock the event loop; start a goroutine there.
 package wgpu
 
 import (
@@ -130,6 +134,11 @@ func Open(ctx context.Context, opt Options) (*Device, error) {
 	}
 	return d, nil
 }
+
+// Implemented reports whether this build has a WebGPU implementation at
+// all (false for CGO_ENABLED=0 and wasip1 builds, where Open always returns
+// ErrUnavailable whatever the host has).
+func Implemented() bool { return implemented }
 
 // Info describes the adapter.
 func (d *Device) Info() AdapterInfo { return d.info }

@@ -52,6 +52,8 @@ var backendNames = map[string]webgpu.BackendType{
 // optionalFeatures are requested whenever the adapter has them.
 var optionalFeatures = []webgpu.FeatureName{webgpu.FeatureNameShaderF16, webgpu.FeatureNameTimestampQuery}
 
+const implemented = true
+
 func openDriver(ctx context.Context, opt Options) (driver, AdapterInfo, Limits, []string, error) {
 	var info AdapterInfo
 	var lim Limits

@@ -8,6 +8,8 @@ import (
 	"runtime"
 )
 
+const implemented = false
+
 // openDriver on a build without cgo (CGO_ENABLED=0, wasip1) has no WebGPU
 // implementation to offer.
 func openDriver(context.Context, Options) (driver, AdapterInfo, Limits, []string, error) {

@@ -134,6 +134,12 @@ func tail(s string) string {
 // Required. The device is closed when the test ends.
 func OpenOrSkip(t testing.TB, opt wgpu.Options) *wgpu.Device {
 	t.Helper()
+	if !wgpu.Implemented() {
+		// Not a missing adapter: this build cannot drive a GPU at all
+		// (CGO_ENABLED=0, wasip1), so CI=true does not turn this into a
+		// failure; the native build runs these tests.
+		t.Skipf("this build (GOOS=%s, cgo off) has no WebGPU implementation", runtime.GOOS)
+	}
 	info, err := Probe()
 	if err != nil {
 		msg := fmt.Sprintf("no usable WebGPU adapter: %v\n(on Debian: apt-get install mesa-vulkan-drivers libvulkan1, or run make deps)", err)

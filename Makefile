@@ -1,0 +1,85 @@
+# lumina — see README.md. `make run` and `make test` are the two commands a
+# newcomer needs; `make deps` is called by both.
+
+SHELL := /bin/bash
+GO ?= go
+GOBIN := $(shell $(GO) env GOPATH)/bin
+GOROOT := $(shell $(GO) env GOROOT)
+WAZERO_VERSION := v1.12.0
+# Mesa prints a harmless complaint on every Vulkan start without it.
+export XDG_RUNTIME_DIR ?= /tmp/lumina-xdg-$(shell id -u)
+
+# GOOS=wasip1 tests run inside wazero through Go's exec wrapper.
+WASI_ENV := GOOS=wasip1 GOARCH=wasm GOWASIRUNTIME=wazero PATH="$(GOROOT)/lib/wasm:$(GOBIN):$$PATH"
+# Packages the web page will use; they must build for GOOS=js.
+JS_PKGS := ./wgpu/... ./shaders/... ./model/...
+# Packages whose tests must pass under wasip1 (CPU backend, pure Go).
+WASI_PKGS := ./shaders/... ./model/...
+
+.PHONY: all deps build run test test-native test-nocgo test-js test-wasip1 bench check fmt vet xdg
+
+all: build
+
+xdg:
+	@mkdir -p -m 700 $(XDG_RUNTIME_DIR)
+
+# deps installs what building and testing need on a fresh Debian machine,
+# skipping what is present: Mesa's Vulkan drivers (lavapipe, a software GPU)
+# and the wazero CLI.
+deps:
+	@need=""; for p in mesa-vulkan-drivers libvulkan1; do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || need="$$need $$p"; \
+	done; \
+	if [ -n "$$need" ]; then \
+		echo "installing$$need"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$need >/dev/null; \
+	fi
+	@[ -x "$(GOBIN)/wazero" ] && "$(GOBIN)/wazero" version 2>/dev/null | grep -q "$(WAZERO_VERSION)" || \
+		{ echo "installing wazero $(WAZERO_VERSION)"; $(GO) install github.com/tetratelabs/wazero/cmd/wazero@$(WAZERO_VERSION); }
+
+build:
+	$(GO) build ./...
+	$(GO) build -o build/lumina ./cmd/lumina
+
+run: deps build xdg
+	./build/lumina info
+
+# test: every part of the build matrix that has tests. CI sets CI=true, which
+# turns a missing GPU adapter into a failure instead of a skip.
+test: deps xdg test-native test-nocgo test-js test-wasip1
+
+test-native:
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+test-nocgo:
+	CGO_ENABLED=0 $(GO) build ./...
+	CGO_ENABLED=0 $(GO) test -count=1 -short ./shaders/... ./model/...
+
+test-js:
+	GOOS=js GOARCH=wasm $(GO) build $(JS_PKGS)
+	GOOS=js GOARCH=wasm $(GO) vet $(JS_PKGS)
+
+test-wasip1:
+	$(WASI_ENV) $(GO) test -count=1 -short $(WASI_PKGS)
+
+bench: deps xdg
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./model/ops/
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+vet:
+	$(GO) vet ./...
+	CGO_ENABLED=0 $(GO) vet ./...
+	GOOS=js GOARCH=wasm $(GO) vet $(JS_PKGS)
+	GOOS=wasip1 GOARCH=wasm $(GO) vet $(WASI_PKGS) ./wgpu/...
+
+# check: formatting, vet on every target, and the build matrix.
+check: vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) build ./...
+	CGO_ENABLED=0 $(GO) build ./...
+	GOOS=js GOARCH=wasm $(GO) build $(JS_PKGS)
+	GOOS=wasip1 GOARCH=wasm $(GO) build ./...
