@@ -259,6 +259,23 @@ func (g *GPU) dispatch(family, entry string, consts map[string]float64, groups i
 	}
 }
 
+type paramTwin struct {
+	name string // the WGSL struct's name, usually "Params"
+	v    any    // a zero value of the Go twin
+}
+
+// paramTwins maps each shader family to the Go twins of its uniform
+// structs; a test checks each against the WGSL. Families register theirs
+// with registerParams in an init function next to their GPU code.
+var paramTwins = map[string][]paramTwin{
+	"add":    {{"Params", AddParams{}}},
+	"matmul": {{"Params", MatMulParams{}}},
+}
+
+func registerParams(family, structName string, twin any) {
+	paramTwins[family] = append(paramTwins[family], paramTwin{structName, twin})
+}
+
 // AddParams is the Go twin of add.wgsl's Params.
 type AddParams struct {
 	N, BN, AOff, BOff, OutOff uint32

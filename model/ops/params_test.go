@@ -14,37 +14,40 @@ import (
 // padding (`_…` in WGSL, `_` in Go) in the same places, and a size that is a
 // multiple of 16 bytes.
 func TestParamsLayout(t *testing.T) {
-	twins := map[string]any{"add": AddParams{}, "matmul": MatMulParams{}}
 	for _, fam := range shaders.Families() {
-		twin, ok := twins[fam]
+		twins, ok := paramTwins[fam]
 		if !ok {
-			t.Errorf("shader family %q has no Go Params twin registered in this test", fam)
-			continue
+			t.Errorf("shader family %q has no Go Params twin (registerParams)", fam)
 		}
-		wgsl := wgslParams(t, shaders.MustSource(fam))
-		goFields := goParams(reflect.TypeOf(twin))
-		if len(wgsl) != len(goFields) {
-			t.Errorf("%s: WGSL Params has %d fields, Go %d", fam, len(wgsl), len(goFields))
-			continue
-		}
-		for i := range wgsl {
-			if wgsl[i] != goFields[i] {
-				t.Errorf("%s: field %d: WGSL %s, Go %s", fam, i, wgsl[i], goFields[i])
-			}
-		}
-		if size := reflect.TypeOf(twin).Size(); size%16 != 0 {
-			t.Errorf("%s: Params is %d bytes, not a multiple of 16", fam, size)
+		for _, tw := range twins {
+			checkTwin(t, fam, tw.name, tw.v)
 		}
 	}
 }
 
-var paramsRE = regexp.MustCompile(`(?s)struct Params \{(.*?)\}`)
+func checkTwin(t *testing.T, fam, structName string, twin any) {
+	wgsl := wgslParams(t, shaders.MustSource(fam), structName)
+	goFields := goParams(reflect.TypeOf(twin))
+	if len(wgsl) != len(goFields) {
+		t.Errorf("%s: WGSL %s has %d fields, Go %d", fam, structName, len(wgsl), len(goFields))
+		return
+	}
+	for i := range wgsl {
+		if wgsl[i] != goFields[i] {
+			t.Errorf("%s.%s: field %d: WGSL %s, Go %s", fam, structName, i, wgsl[i], goFields[i])
+		}
+	}
+	if size := reflect.TypeOf(twin).Size(); size%16 != 0 {
+		t.Errorf("%s.%s is %d bytes, not a multiple of 16", fam, structName, size)
+	}
+}
+
 var fieldRE = regexp.MustCompile(`([A-Za-z_][A-Za-z0-9_]*)\s*:\s*([a-z0-9]+)`)
 
-func wgslParams(t *testing.T, src string) []string {
-	m := paramsRE.FindStringSubmatch(src)
+func wgslParams(t *testing.T, src, name string) []string {
+	m := regexp.MustCompile(`(?s)struct ` + name + ` \{(.*?)\}`).FindStringSubmatch(src)
 	if m == nil {
-		t.Fatal("no struct Params")
+		t.Fatalf("no struct %s", name)
 	}
 	var out []string
 	for _, f := range fieldRE.FindAllStringSubmatch(m[1], -1) {

@@ -111,6 +111,12 @@ func Cases(cfg Config) []Case {
 	var cs []Case
 	cs = append(cs, addCases(cfg, rng)...)
 	cs = append(cs, matmulCases(cfg, rng)...)
+	// One function per op family, each in its own file.
+	for _, family := range []func(Config, *rand.Rand) []Case{
+		normCases, pointwiseCases, attentionCases, convCases,
+	} {
+		cs = append(cs, family(cfg, rng)...)
+	}
 	return cs
 }
 
