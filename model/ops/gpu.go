@@ -268,8 +268,9 @@ type paramTwin struct {
 // structs; a test checks each against the WGSL. Families register theirs
 // with registerParams in an init function next to their GPU code.
 var paramTwins = map[string][]paramTwin{
-	"add":    {{"Params", AddParams{}}},
-	"matmul": {{"Params", MatMulParams{}}},
+	"add":     {{"Params", AddParams{}}},
+	"matmul":  {{"Params", MatMulParams{}}},
+	"matmul4": {{"Params", MatMulParams{}}},
 }
 
 func registerParams(family, structName string, twin any) {
@@ -323,5 +324,9 @@ func (g *GPU) MatMul(dst, x, w, bias *Tensor) {
 		bb, p.BOff = g.bind(bias)
 		p.HasBias = 1
 	}
-	g.dispatch("matmul", "matmul", g.matmulC, tilesM*tilesN, p, bx, bw, bb, bo)
+	family := "matmul"
+	if K%4 == 0 && ox%4 == 0 && ow%4 == 0 {
+		family = "matmul4" // vec4 loads along K
+	}
+	g.dispatch(family, "matmul", g.matmulC, tilesM*tilesN, p, bx, bw, bb, bo)
 }

@@ -50,6 +50,8 @@ func TestConformanceCatchesMutants(t *testing.T) {
 		{"add", "i % params.b_n]", "(i + 1u) % params.b_n]", "Add"},
 		{"add", "a[params.a_off + i]", "a[params.a_off + i + 1u]", "Add"},
 		{"matmul", "kk < params.k;", "kk + 1u < params.k;", "MatMul"},
+		{"matmul4", "kk < k4;", "kk + 1u < k4;", "MatMul"},
+		{"matmul4", "min(n0 + j, params.n - 1u) * k4", "min(n0 + j, params.n - 1u) * k4 + 1u", "MatMul"},
 		{"matmul", "if (n >= params.n) {\n\t\t\t\tbreak;", "if (n > params.n) {\n\t\t\t\tbreak;", "MatMul"},
 	}
 	for _, mu := range mutants {
