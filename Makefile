@@ -49,13 +49,18 @@ run: deps build xdg
 # turns a missing GPU adapter into a failure instead of a skip.
 test: deps xdg test-native test-nocgo test-js test-wasip1
 
+# The op conformance runs verbose into build/ops-test.log; the console shows
+# each top-level test and the adapter it ran on.
 test-native:
 	$(GO) vet ./...
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/model/ops$$')
+	@mkdir -p build
+	set -o pipefail; $(GO) test -count=1 -v ./model/ops 2>&1 | tee build/ops-test.log | \
+		grep -E '^(--- |ok|FAIL|PASS|panic)|GPU adapter|backend:' | awk '!seen[$$0]++'
 
 test-nocgo:
 	CGO_ENABLED=0 $(GO) build ./...
-	CGO_ENABLED=0 $(GO) test -count=1 -short ./shaders/... ./model/...
+	CGO_ENABLED=0 $(GO) test -count=1 -short ./wgpu/... ./shaders/... ./model/...
 
 test-js:
 	GOOS=js GOARCH=wasm $(GO) build $(JS_PKGS)

@@ -243,3 +243,15 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("write to a destroyed buffer: %v", err)
 	}
 }
+
+// A build without a WebGPU implementation (CGO_ENABLED=0, wasip1) answers
+// Open with ErrUnavailable and says which build it is and what to do.
+func TestOpenWithoutImplementation(t *testing.T) {
+	if wgpu.Implemented() {
+		t.Skip("this build has a WebGPU implementation; run with CGO_ENABLED=0")
+	}
+	_, err := wgpu.Open(context.Background(), wgpu.Options{})
+	if !errors.Is(err, wgpu.ErrUnavailable) || !strings.Contains(err.Error(), "CGO_ENABLED=1") {
+		t.Fatalf("got %v", err)
+	}
+}
