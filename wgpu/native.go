@@ -101,6 +101,11 @@ func openDriver(ctx context.Context, opt Options) (driver, AdapterInfo, Limits, 
 	req.MaxComputeWorkgroupSizeZ = lim.MaxComputeWorkgroupSizeZ
 	req.MaxComputeWorkgroupsPerDimension = lim.MaxComputeWorkgroupsPerDimension
 	req.MaxStorageBuffersPerShaderStage = lim.MaxStorageBuffersPerShaderStage
+	// The offset alignments must be requested too: a device made from
+	// DefaultLimits keeps the spec's 256 even where the adapter allows
+	// less, and would reject bindings at the offsets Limits reports.
+	req.MinStorageBufferOffsetAlignment = lim.MinStorageBufferOffsetAlignment
+	req.MinUniformBufferOffsetAlignment = lim.MinUniformBufferOffsetAlignment
 
 	var feats []webgpu.FeatureName
 	var names []string
@@ -269,21 +274,25 @@ func (d *nativeDriver) read(ctx context.Context, h bufferHandle, off, size uint6
 }
 
 // pollUntil drives the device's callbacks until cond holds, the device is
-// lost, or ctx ends. Poll(true) blocks until the queue is empty, which is
-// what every waiter here wants; the loop covers callbacks that need a second
-// poll.
+// lost, or ctx ends. It polls without blocking and sleeps in between:
+// wgpu-native's blocking poll gives up after an internal 5 s fence timeout,
+// after which the next call crashed the process when one submission ran
+// longer than that (a large convolution on lavapipe), and a non-blocking
+// poll also lets ctx cancel a long wait.
 func (d *nativeDriver) pollUntil(ctx context.Context, cond func() bool) error {
-	for i := 0; !cond(); i++ {
+	sleep := 50 * time.Microsecond
+	for !cond() {
 		if err := d.lost(); err != nil {
 			return err
 		}
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("waiting for the GPU: %w", err)
 		}
-		d.dev.Poll(true, nil)
-		if i > 0 {
-			time.Sleep(time.Millisecond)
+		if d.dev.Poll(false, nil) && cond() {
+			break
 		}
+		time.Sleep(sleep)
+		sleep = min(2*sleep, 5*time.Millisecond)
 	}
 	return nil
 }
