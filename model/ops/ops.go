@@ -82,6 +82,12 @@ type Backend interface {
 	// MatMul: dst (M,N) = x (M,K) · wᵀ (w is (N,K), the nn.Linear layout)
 	// + bias (N) when bias is not nil.
 	MatMul(dst, x, w, bias *Tensor)
+
+	// The op families, one file each.
+	Norms     // norm.go: RMSNorm, LayerNorm, GroupNorm, Softmax
+	Pointwise // pointwise.go: Mul, Scale, activations, gating, modulation, layout moves
+	Attn      // attention.go: RoPE, tiled attention
+	Conv      // conv.go: Conv2D, embedding Gather
 }
 
 // badShapes panics with a message naming the op and its operands' shapes.
