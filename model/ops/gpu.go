@@ -309,6 +309,24 @@ func (g *GPU) MatMul(dst, x, w, bias *Tensor) {
 		checkOwner(g, "MatMul", bias)
 	}
 	M, N, K := matmulShapes(dst, x, w, bias)
+	// When x or dst is larger than one storage binding, run bands of rows
+	// that fit (the binding may start up to one alignment early, hence the
+	// margin); w and bias are bound whole, and a w above the limit is a
+	// *LimitError at submission.
+	limit := int(g.dev.Limits().MaxStorageBufferBindingSize) - int(g.dev.Limits().MinStorageBufferOffsetAlignment)
+	rows := M
+	if per := 4 * max(K, N); per > 0 && rows*per > limit {
+		rows = max(1, limit/per)
+	}
+	for m0 := 0; m0 < M; m0 += rows {
+		mr := min(rows, M-m0)
+		xs := &Tensor{shape: tensor.Shape{mr, K}, dtype: x.dtype, off: x.off + m0*K, store: x.store, view: true, owner: g}
+		ds := &Tensor{shape: tensor.Shape{mr, N}, dtype: dst.dtype, off: dst.off + m0*N, store: dst.store, view: true, owner: g}
+		g.matmul(ds, xs, w, bias, mr, N, K)
+	}
+}
+
+func (g *GPU) matmul(dst, x, w, bias *Tensor, M, N, K int) {
 	wm, wn := 8, 8 // matmul.wgsl's defaults
 	if g.matmulC != nil {
 		wm, wn = int(g.opt.MatMulWG[0]), int(g.opt.MatMulWG[1])

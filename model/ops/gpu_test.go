@@ -149,3 +149,33 @@ func TestGPUSteadyState(t *testing.T) {
 		}
 	}
 }
+
+// With a 1 MiB storage binding limit, MatMul splits x and dst into bands
+// of rows; every MatMul case must still pass, including one whose x and
+// dst are several MiB.
+func TestMatMulSplitBinding(t *testing.T) {
+	dev := gputest.OpenOrSkip(t, wgpu.Options{MaxStorageBinding: 1 << 20})
+	g, err := ops.NewGPU(dev, ops.GPUOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	cfg := opstest.Config{Seed: *seed, Short: true}
+	n := 0
+	for _, c := range opstest.Cases(cfg) {
+		if c.Op != "MatMul" {
+			continue
+		}
+		n++
+		if err := opstest.Check(g, c, cfg); err != nil {
+			t.Errorf("%s: %v", c.Name(), err)
+		}
+	}
+	big := opstest.MatMulCase(1500, 256, 700, true)
+	if err := opstest.Check(g, big, cfg); err != nil {
+		t.Errorf("%s: %v", big.Name(), err)
+	}
+	if s := dev.Stats(); s.BindGroups < 3 {
+		t.Errorf("%d MatMul cases made only %d bind groups: the split did not happen", n+1, s.BindGroups)
+	}
+}

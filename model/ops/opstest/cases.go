@@ -124,6 +124,10 @@ func matmulCase(M, K, N int, bias, random bool) Case {
 	}}
 }
 
+// MatMulCase is one MatMul case of the given shape, for backend-specific
+// tests (such as binding-limit splits) that need a shape of their own.
+func MatMulCase(M, K, N int, bias bool) Case { return matmulCase(M, K, N, bias, false) }
+
 func matmulCases(cfg Config, rng *rand.Rand) []Case {
 	t := cfg.Tile
 	cs := []Case{
