@@ -247,6 +247,13 @@ func (g *GPU) dispatch(family, entry string, consts map[string]float64, groups i
 		panic(fmt.Sprintf("ops: %s params: %v", family, err))
 	}
 	g.batch.Dispatch(k, uint32(groups), p, bindings...)
+	g.recorded()
+}
+
+// recorded accounts for one command just recorded into the batch: a
+// recording error becomes the sticky error (and the failed batch is
+// dropped), and every FlushEvery commands the batch is submitted.
+func (g *GPU) recorded() {
 	if err := g.batch.Err(); err != nil {
 		g.setErr(err)
 		g.batch.Submit(context.Background()) // drops the failed recording

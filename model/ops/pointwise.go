@@ -1,7 +1,6 @@
 package ops
 
 import (
-	"context"
 	"fmt"
 	"math"
 
@@ -424,14 +423,5 @@ func (g *GPU) Copy(dst, src *Tensor) {
 		return
 	}
 	g.batch.Copy(g.buffer(dst), uint64(dst.off)*4, g.buffer(src), uint64(src.off)*4, uint64(src.Numel())*4)
-	if err := g.batch.Err(); err != nil {
-		g.setErr(err)
-		g.batch.Submit(context.Background()) // drops the failed recording
-		g.pending = 0
-		return
-	}
-	g.pending++
-	if g.pending >= g.opt.FlushEvery {
-		g.flush(context.Background())
-	}
+	g.recorded()
 }
