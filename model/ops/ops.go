@@ -56,7 +56,8 @@ type Backend interface {
 	// Name identifies the backend and its device in logs.
 	Name() string
 
-	// New allocates a zero-filled tensor.
+	// New allocates a tensor. Its contents are unspecified until written
+	// (the GPU backend reuses released buffers as they are).
 	New(dt tensor.DType, shape ...int) (*Tensor, error)
 	// View returns a tensor of the given shape over t's storage starting at
 	// element offset off; it must fit inside t. Releasing a view does
