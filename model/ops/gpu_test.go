@@ -53,6 +53,12 @@ func TestConformanceCatchesMutants(t *testing.T) {
 		{"matmul4", "kk < k4;", "kk + 1u < k4;", "MatMul"},
 		{"matmul4", "min(n0 + j, params.n - 1u) * k4", "min(n0 + j, params.n - 1u) * k4 + 1u", "MatMul"},
 		{"matmul", "if (n >= params.n) {\n\t\t\t\tbreak;", "if (n > params.n) {\n\t\t\t\tbreak;", "MatMul"},
+		{"conv", "ky < params.k;", "ky + 1u < params.k;", "Conv2D"},
+		{"conv", "i32(px0 + j) - i32(params.pad)", "i32(px0 + j + 1u) - i32(params.pad)", "Conv2D"},
+		{"conv", "if (px0 + j >= params.w) {", "if (px0 + j > params.w) {", "Conv2D"},
+		{"conv", "v = bias[params.b_off + co];", "v = bias[params.b_off + co0];", "Conv2D"},
+		{"gather", "floor(f) == f", "true", "Gather"},
+		{"gather", "(id - params.row0) * params.d + col]", "(id - params.row0) * params.d + col + 1u]", "Gather"},
 	}
 	for _, mu := range mutants {
 		src := shaders.MustSource(mu.family)
