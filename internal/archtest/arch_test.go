@@ -27,6 +27,7 @@ var allowed = map[string][]string{
 	"model/weights":            {"model/tensor"},
 	"model/ops":                {"wgpu", "shaders", "shaders/ref", "model/tensor"},
 	"model/ops/opstest":        {"model/ops", "model/tensor", "shaders/ref"},
+	"model/internal/nn":        {"model/ops", "model/tensor", "model/weights"},
 	"model/internal/gemma2":    {"model/ops", "model/tensor", "model/weights"},
 	"model/internal/dit":       {"model/ops", "model/tensor", "model/weights"},
 	"model/internal/vae":       {"model/ops", "model/tensor", "model/weights"},

@@ -1,0 +1,84 @@
+// Package nn holds what the three networks share: loading a checkpoint
+// tensor onto a backend with its shape checked, and a scope of allocated
+// tensors released together.
+package nn
+
+import (
+	"fmt"
+
+	"github.com/luminaweb/lumina/model/ops"
+	"github.com/luminaweb/lumina/model/tensor"
+	"github.com/luminaweb/lumina/model/weights"
+)
+
+// Loader uploads checkpoint tensors to a backend and remembers them so they
+// can be released together.
+type Loader struct {
+	B      ops.Backend
+	Src    weights.Source
+	Prefix string // prepended to every name, e.g. "transformer."
+	loaded []*ops.Tensor
+}
+
+// Load reads the named tensor, checks its shape, and uploads it as f32.
+func (l *Loader) Load(name string, shape ...int) (*ops.Tensor, error) {
+	full := l.Prefix + name
+	v, err := weights.Expect(l.Src, full, shape...)
+	if err != nil {
+		return nil, err
+	}
+	t, err := l.B.New(tensor.F32, shape...)
+	if err != nil {
+		return nil, fmt.Errorf("upload %q: %w", full, err)
+	}
+	if err := l.B.Write(t, v); err != nil {
+		l.B.Release(t)
+		return nil, fmt.Errorf("upload %q: %w", full, err)
+	}
+	l.loaded = append(l.loaded, t)
+	return t, nil
+}
+
+// Has reports whether the source holds the named tensor.
+func (l *Loader) Has(name string) bool {
+	_, ok := l.Src.Info(l.Prefix + name)
+	return ok
+}
+
+// Release frees every tensor the loader uploaded.
+func (l *Loader) Release() {
+	for _, t := range l.loaded {
+		l.B.Release(t)
+	}
+	l.loaded = nil
+}
+
+// Scope collects temporaries so a forward pass can release them at once.
+type Scope struct {
+	B    ops.Backend
+	Err  error // first allocation error; later New calls return nil
+	live []*ops.Tensor
+}
+
+// New allocates an f32 tensor in the scope. After an allocation error it
+// returns nil and keeps the error in Err (sticky, like the backend's).
+func (s *Scope) New(shape ...int) *ops.Tensor {
+	if s.Err != nil {
+		return nil
+	}
+	t, err := s.B.New(tensor.F32, shape...)
+	if err != nil {
+		s.Err = err
+		return nil
+	}
+	s.live = append(s.live, t)
+	return t
+}
+
+// Release frees every tensor allocated in the scope.
+func (s *Scope) Release() {
+	for _, t := range s.live {
+		s.B.Release(t)
+	}
+	s.live = nil
+}
