@@ -37,6 +37,7 @@ var allowed = map[string][]string{
 	"web":                      {"model", "wgpu"},
 	"edge":                     {"model/weights"},
 	"cmd/lumina":               {"*", "!web"},
+	"internal/golden":          {"model/tensor", "model/weights"},
 	"internal/gputest":         {"wgpu"},
 	"internal/archtest":        {},
 }
