@@ -157,6 +157,20 @@ func BenchmarkMatMul(b *testing.B) {
 	}
 }
 
+// BenchmarkMatMul16 is BenchmarkMatMul with f16 weights unpacked in the
+// shader (half the weight bytes).
+func BenchmarkMatMul16(b *testing.B) {
+	const M, K, N = 77, 2304, 9216
+	g := benchGPU(b)
+	x, y := alloc(b, g, M, K), alloc(b, g, M, N)
+	w, err := g.New(tensor.F16, N, K)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { g.Release(w) })
+	runOp(b, g, 2*M*K*N, func() { g.MatMul(y, x, w, nil) })
+}
+
 func BenchmarkAdd(b *testing.B) {
 	g := benchGPU(b)
 	const rows, cols = 4352, 2304

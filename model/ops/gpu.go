@@ -89,10 +89,10 @@ func (g *GPU) New(dt tensor.DType, shape ...int) (*Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	if dt != tensor.F32 {
-		return nil, fmt.Errorf("ops: New: %s tensors are not supported on the GPU yet", dt)
+	if dt != tensor.F32 && dt != tensor.F16 && dt != tensor.BF16 {
+		return nil, fmt.Errorf("ops: New: %s tensors are not supported on the GPU", dt)
 	}
-	size := uint64(s.Numel()) * 4
+	size := storageBytes(dt, s.Numel())
 	var buf *wgpu.Buffer
 	// First released, first reused: a step that allocates and releases
 	// the same tensors in the same order as the previous one gets the same
@@ -111,9 +111,21 @@ func (g *GPU) New(dt tensor.DType, shape ...int) (*Tensor, error) {
 	return &Tensor{shape: s, dtype: dt, store: &gpuStore{buf}, owner: g}, nil
 }
 
+// storageBytes is the buffer size of n elements: 4 bytes each for f32,
+// two 16-bit elements per 32-bit word otherwise.
+func storageBytes(dt tensor.DType, n int) uint64 {
+	if dt == tensor.F32 {
+		return uint64(n) * 4
+	}
+	return uint64(n+1) / 2 * 4
+}
+
 func (g *GPU) View(t *Tensor, off int, shape ...int) *Tensor {
 	checkOwner(g, "View", t)
 	s := viewShape("View", t, off, shape)
+	if t.dtype != tensor.F32 && (t.off+off)%2 != 0 {
+		panic(fmt.Sprintf("ops: View: a view of %s must start at an even element, not %d", t, t.off+off))
+	}
 	return &Tensor{shape: s, dtype: t.dtype, off: t.off + off, store: t.store, view: true, owner: g}
 }
 
@@ -136,11 +148,27 @@ func (g *GPU) Write(t *Tensor, v []float32) error {
 	if g.err != nil {
 		return g.err
 	}
-	b := make([]byte, 4*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	if t.dtype == tensor.F32 {
+		b := make([]byte, 4*len(v))
+		for i, x := range v {
+			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+		}
+		return g.dev.Write(g.buffer(t), uint64(t.off)*4, b)
 	}
-	return g.dev.Write(g.buffer(t), uint64(t.off)*4, b)
+	buf := g.buffer(t)
+	start := uint64(t.off) * 2
+	b := make([]byte, storageBytes(t.dtype, len(v)))
+	if len(v)%2 == 1 && start+uint64(len(b)) < buf.Size() && t.view {
+		panic(fmt.Sprintf("ops: Write: odd-length view %s at %d shares its last word with the next element", t, t.off))
+	}
+	for i, x := range v {
+		h := tensor.F32ToF16(x)
+		if t.dtype == tensor.BF16 {
+			h = tensor.F32ToBF16(x)
+		}
+		binary.LittleEndian.PutUint16(b[2*i:], h)
+	}
+	return g.dev.Write(buf, start, b)
 }
 
 func (g *GPU) Read(ctx context.Context, t *Tensor) ([]float32, error) {
@@ -149,13 +177,24 @@ func (g *GPU) Read(ctx context.Context, t *Tensor) ([]float32, error) {
 		g.err = nil
 		return nil, err
 	}
-	raw, err := g.dev.Read(ctx, g.buffer(t), uint64(t.off)*4, uint64(t.Numel())*4)
+	elem := uint64(4)
+	if t.dtype != tensor.F32 {
+		elem = 2
+	}
+	raw, err := g.dev.Read(ctx, g.buffer(t), uint64(t.off)*elem, storageBytes(t.dtype, t.Numel()))
 	if err != nil {
 		return nil, err
 	}
 	v := make([]float32, t.Numel())
 	for i := range v {
-		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+		switch t.dtype {
+		case tensor.F16:
+			v[i] = tensor.F16ToF32(binary.LittleEndian.Uint16(raw[2*i:]))
+		case tensor.BF16:
+			v[i] = tensor.BF16ToF32(binary.LittleEndian.Uint16(raw[2*i:]))
+		default:
+			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+		}
 	}
 	return v, nil
 }
@@ -223,10 +262,14 @@ func (g *GPU) kernel(family, entry string, consts map[string]float64) *wgpu.Kern
 // travels in the params.
 func (g *GPU) bind(t *Tensor) (wgpu.Binding, uint32) {
 	align := uint64(g.dev.Limits().MinStorageBufferOffsetAlignment)
-	byteOff := uint64(t.off) * 4
+	elem := uint64(4)
+	if t.dtype != tensor.F32 {
+		elem = 2 // 16-bit views start at even elements: whole words
+	}
+	byteOff := uint64(t.off) * elem
 	start := byteOff &^ (align - 1)
-	rest := (byteOff - start) / 4
-	return wgpu.Binding{Buffer: g.buffer(t), Offset: start, Size: (rest + uint64(t.Numel())) * 4}, uint32(rest)
+	rest := (byteOff - start) / elem
+	return wgpu.Binding{Buffer: g.buffer(t), Offset: start, Size: storageBytes(t.dtype, int(rest)+t.Numel())}, uint32(rest)
 }
 
 // dispatch records one kernel launch; params is the kernel's Params twin.
@@ -275,9 +318,10 @@ type paramTwin struct {
 // structs; a test checks each against the WGSL. Families register theirs
 // with registerParams in an init function next to their GPU code.
 var paramTwins = map[string][]paramTwin{
-	"add":     {{"Params", AddParams{}}},
-	"matmul":  {{"Params", MatMulParams{}}},
-	"matmul4": {{"Params", MatMulParams{}}},
+	"add":      {{"Params", AddParams{}}},
+	"matmul":   {{"Params", MatMulParams{}}},
+	"matmul4":  {{"Params", MatMulParams{}}},
+	"matmul16": {{"Params", MatMul16Params{}}},
 }
 
 func registerParams(family, structName string, twin any) {
@@ -308,6 +352,14 @@ type MatMulParams struct {
 	XOff, WOff, BOff, OutOff uint32
 	HasBias                  uint32
 	_                        [3]uint32
+}
+
+// MatMul16Params is the Go twin of matmul16.wgsl's Params.
+type MatMul16Params struct {
+	M, N, K, TilesN          uint32
+	XOff, WOff, BOff, OutOff uint32
+	HasBias, WBF16           uint32
+	_                        [2]uint32
 }
 
 func (g *GPU) MatMul(dst, x, w, bias *Tensor) {
@@ -348,6 +400,15 @@ func (g *GPU) matmul(dst, x, w, bias *Tensor, M, N, K int) {
 	if bias != nil {
 		bb, p.BOff = g.bind(bias)
 		p.HasBias = 1
+	}
+	if w.dtype != tensor.F32 {
+		p16 := MatMul16Params{M: p.M, N: p.N, K: p.K, TilesN: p.TilesN, XOff: p.XOff, WOff: p.WOff,
+			BOff: p.BOff, OutOff: p.OutOff, HasBias: p.HasBias}
+		if w.dtype == tensor.BF16 {
+			p16.WBF16 = 1
+		}
+		g.dispatch("matmul16", "matmul", g.matmulC, tilesM*tilesN, p16, bx, bw, bb, bo)
+		return
 	}
 	family := "matmul"
 	if K%4 == 0 && ox%4 == 0 && ow%4 == 0 {

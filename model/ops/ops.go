@@ -61,9 +61,12 @@ type Backend interface {
 	New(dt tensor.DType, shape ...int) (*Tensor, error)
 	// View returns a tensor of the given shape over t's storage starting at
 	// element offset off; it must fit inside t. Releasing a view does
-	// nothing; the parent owns the storage.
+	// nothing; the parent owns the storage. Views of 16-bit tensors start
+	// at even offsets (two elements share a 32-bit word on the GPU).
 	View(t *Tensor, off int, shape ...int) *Tensor
-	// Write stores values into t (converted to t's element type).
+	// Write stores values into t (rounded to t's element type). A 16-bit
+	// view of odd length may only be written when it ends its storage
+	// (its last word is shared with the next element otherwise).
 	Write(t *Tensor, values []float32) error
 	// Read waits for pending work and returns t's values as float32, or
 	// the first error recorded since the last Sync.
@@ -81,7 +84,8 @@ type Backend interface {
 	// last dimension).
 	Add(dst, a, b *Tensor)
 	// MatMul: dst (M,N) = x (M,K) · wᵀ (w is (N,K), the nn.Linear layout)
-	// + bias (N) when bias is not nil.
+	// + bias (N) when bias is not nil. w may be f32, f16 or bf16 (16-bit
+	// weights are converted exactly and accumulated in f32).
 	MatMul(dst, x, w, bias *Tensor)
 
 	// The op families, one file each.
@@ -139,9 +143,13 @@ func addShapes(dst, a, b *Tensor) (n, bn int) {
 	return a.Numel(), b.Numel()
 }
 
-// matmulShapes validates MatMul's operands and returns M, N, K.
+// matmulShapes validates MatMul's operands and returns M, N, K. The
+// weight may be f32, f16 or bf16; everything else is f32.
 func matmulShapes(dst, x, w, bias *Tensor) (M, N, K int) {
-	checkF32("MatMul", dst, x, w, bias)
+	checkF32("MatMul", dst, x, bias)
+	if w.dtype != tensor.F32 && w.dtype != tensor.F16 && w.dtype != tensor.BF16 {
+		badShapes("MatMul", "w must be f32, f16 or bf16, got", w)
+	}
 	if len(x.shape) != 2 || len(w.shape) != 2 || len(dst.shape) != 2 {
 		badShapes("MatMul", "x, w and dst must be 2-D", x, w, dst)
 	}

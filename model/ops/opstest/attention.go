@@ -7,12 +7,13 @@ import (
 	"strings"
 
 	"github.com/luminaweb/lumina/model/ops"
+	"github.com/luminaweb/lumina/model/tensor"
 	"github.com/luminaweb/lumina/shaders/ref"
 )
 
 // given makes an input tensor holding exactly vals.
 func (h *harness) given(vals []float32, shape ...int) (*operand, error) {
-	o, err := h.alloc(shape, func(i int) float32 { return vals[i] })
+	o, err := h.alloc(tensor.F32, shape, func(i int) float32 { return vals[i] })
 	if err == nil {
 		h.inputs = append(h.inputs, o)
 	}

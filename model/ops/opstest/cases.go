@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 
+	"github.com/luminaweb/lumina/model/tensor"
 	"github.com/luminaweb/lumina/shaders/ref"
 )
 
@@ -74,7 +75,16 @@ func addCases(cfg Config, rng *rand.Rand) []Case {
 // term is of size |x_k w_k|, far above this bound for K ≪ 1/u, and moves the
 // NMSE by about 1/K, far above 1e-7 (ggml's default).
 func matmulCase(M, K, N int, bias, random bool) Case {
+	return matmulCaseOf(tensor.F32, M, K, N, bias, random)
+}
+
+// matmulCaseOf is matmulCase with weights of type wdt (f32, f16, bf16).
+// 16-bit weights are exact in f32, so the bound is the same.
+func matmulCaseOf(wdt tensor.DType, M, K, N int, bias, random bool) Case {
 	p := fmt.Sprintf("M=%d,K=%d,N=%d", M, K, N)
+	if wdt != tensor.F32 {
+		p = "w=" + wdt.String() + "," + p
+	}
 	if bias {
 		p += ",bias"
 	}
@@ -83,7 +93,7 @@ func matmulCase(M, K, N int, bias, random bool) Case {
 		if err != nil {
 			return err
 		}
-		w, err := h.input(-1, 1, N, K)
+		w, err := h.inputOf(wdt, -1, 1, N, K)
 		if err != nil {
 			return err
 		}
@@ -149,6 +159,20 @@ func matmulCases(cfg Config, rng *rand.Rand) []Case {
 	}
 	for range cfg.Random {
 		cs = append(cs, matmulCase(1+rng.IntN(100), 1+rng.IntN(600), 1+rng.IntN(200), rng.IntN(2) == 0, true))
+	}
+	// 16-bit weights: even K takes the shader's word-pair path, odd K the
+	// per-element path.
+	for _, wdt := range []tensor.DType{tensor.F16, tensor.BF16} {
+		cs = append(cs,
+			matmulCaseOf(wdt, 1, 1, 1, false, false),
+			matmulCaseOf(wdt, 7, 13, 11, true, false),
+			matmulCaseOf(wdt, t+1, 64, t-1, true, false),
+			matmulCaseOf(wdt, 5, 1023, 3, false, false),
+			matmulCaseOf(wdt, 1+rng.IntN(100), 2*(1+rng.IntN(300)), 1+rng.IntN(200), rng.IntN(2) == 0, true),
+		)
+		if !cfg.Short {
+			cs = append(cs, matmulCaseOf(wdt, 77, 2304, 2304, true, false))
+		}
 	}
 	return cs
 }

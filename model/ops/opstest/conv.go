@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/luminaweb/lumina/model/ops"
+	"github.com/luminaweb/lumina/model/tensor"
 	"github.com/luminaweb/lumina/shaders/ref"
 )
 
@@ -136,7 +137,7 @@ func gatherCase(V, D, N int, what string, pick func(i int, rng *rand.Rand) float
 		if err != nil {
 			return err
 		}
-		ids, err := h.alloc([]int{N}, func(i int) float32 {
+		ids, err := h.alloc(tensor.F32, []int{N}, func(i int) float32 {
 			if pick != nil {
 				return pick(i, h.rng)
 			}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/luminaweb/lumina/model/ops"
+	"github.com/luminaweb/lumina/model/tensor"
 	"github.com/luminaweb/lumina/shaders/ref"
 )
 
@@ -195,7 +196,7 @@ func softmaxCase(rows, dim int, lo, hi, spike float64, random bool) Case {
 		if err != nil {
 			return err
 		}
-		x, err := h.alloc([]int{rows, dim}, func(i int) float32 {
+		x, err := h.alloc(tensor.F32, []int{rows, dim}, func(i int) float32 {
 			if spike != 0 && dim > 1 && i%dim == 1+(i/dim*37)%(dim-1) {
 				return float32(spike)
 			}

@@ -126,8 +126,10 @@ var sentinel = math.Float32frombits(0x7fc0dead)
 
 type operand struct {
 	base, view *ops.Tensor
-	host       []float32 // what was written (inputs)
+	host       []float32 // what was written (inputs), rounded to the dtype
 	n          int
+	guard      int     // elements of sentinel before and after
+	sentinel   float32 // the sentinel as the dtype stores it
 }
 
 // harness allocates operands with guards and checks them afterwards.
@@ -146,39 +148,60 @@ func (h *harness) release() {
 	}
 }
 
-func (h *harness) alloc(shape []int, fill func(i int) float32) (*operand, error) {
+func (h *harness) alloc(dt tensor.DType, shape []int, fill func(i int) float32) (*operand, error) {
 	n := tensor.Shape(shape).Numel()
-	base, err := h.b.New(tensor.F32, n+2*h.guard)
+	g := h.guard
+	if dt != tensor.F32 {
+		g += g % 2 // 16-bit views start at even elements
+	}
+	base, err := h.b.New(dt, n+2*g)
 	if err != nil {
 		return nil, err
 	}
-	o := &operand{base: base, n: n, view: h.b.View(base, h.guard, shape...)}
+	o := &operand{base: base, n: n, guard: g, sentinel: round(dt, sentinel), view: h.b.View(base, g, shape...)}
 	h.all = append(h.all, o)
-	all := make([]float32, n+2*h.guard)
+	all := make([]float32, n+2*g)
 	for i := range all {
 		all[i] = sentinel
 	}
 	if fill != nil {
 		o.host = make([]float32, n)
 		for i := range o.host {
-			o.host[i] = fill(i)
+			o.host[i] = round(dt, fill(i))
 		}
-		copy(all[h.guard:], o.host)
+		copy(all[g:], o.host)
 	}
 	return o, h.b.Write(base, all)
 }
 
-// input makes a tensor of uniform values in [lo, hi).
+// round returns v as a tensor of type dt stores it.
+func round(dt tensor.DType, v float32) float32 {
+	switch dt {
+	case tensor.F16:
+		return tensor.F16ToF32(tensor.F32ToF16(v))
+	case tensor.BF16:
+		return tensor.BF16ToF32(tensor.F32ToBF16(v))
+	}
+	return v
+}
+
+// input makes an f32 tensor of uniform values in [lo, hi).
 func (h *harness) input(lo, hi float64, shape ...int) (*operand, error) {
-	o, err := h.alloc(shape, func(int) float32 { return float32(lo + (hi-lo)*h.rng.Float64()) })
+	return h.inputOf(tensor.F32, lo, hi, shape...)
+}
+
+// inputOf makes a tensor of type dt holding uniform values in [lo, hi)
+// rounded to dt (so the reference sees exactly what the backend stores).
+func (h *harness) inputOf(dt tensor.DType, lo, hi float64, shape ...int) (*operand, error) {
+	o, err := h.alloc(dt, shape, func(int) float32 { return float32(lo + (hi-lo)*h.rng.Float64()) })
 	if err == nil {
 		h.inputs = append(h.inputs, o)
 	}
 	return o, err
 }
 
-// output makes a tensor filled with the sentinel.
-func (h *harness) output(shape ...int) (*operand, error) { return h.alloc(shape, nil) }
+// output makes an f32 tensor filled with the sentinel.
+func (h *harness) output(shape ...int) (*operand, error) { return h.alloc(tensor.F32, shape, nil) }
 
 // checkInputs verifies inputs and their guards came back bit-identical.
 func (h *harness) checkInputs() error {
@@ -187,10 +210,10 @@ func (h *harness) checkInputs() error {
 		if err != nil {
 			return err
 		}
-		if err := h.checkGuards(fmt.Sprintf("input %d", k), got); err != nil {
+		if err := o.checkGuards(fmt.Sprintf("input %d", k), got); err != nil {
 			return err
 		}
-		for i, v := range got[h.guard : h.guard+o.n] {
+		for i, v := range got[o.guard : o.guard+o.n] {
 			if math.Float32bits(v) != math.Float32bits(o.host[i]) {
 				return fmt.Errorf("input %d (read-only) changed at %d: %v -> %v", k, i, o.host[i], v)
 			}
@@ -199,13 +222,13 @@ func (h *harness) checkInputs() error {
 	return nil
 }
 
-func (h *harness) checkGuards(what string, all []float32) error {
-	n := len(all) - 2*h.guard
-	for i := range h.guard {
-		for _, j := range []int{i, h.guard + n + i} {
-			if math.Float32bits(all[j]) != math.Float32bits(sentinel) {
+func (o *operand) checkGuards(what string, all []float32) error {
+	n := len(all) - 2*o.guard
+	for i := range o.guard {
+		for _, j := range []int{i, o.guard + n + i} {
+			if math.Float32bits(all[j]) != math.Float32bits(o.sentinel) {
 				where := "before"
-				if j >= h.guard {
+				if j >= o.guard {
 					where = "after"
 				}
 				return fmt.Errorf("%s: guard element %d %s the tensor was overwritten with %v (out-of-bounds write)", what, i, where, all[j])
@@ -233,10 +256,10 @@ func (h *harness) result(o *operand, ref []float32, scale []float64, tol Toleran
 	if err != nil {
 		return err
 	}
-	if err := h.checkGuards("output", all); err != nil {
+	if err := o.checkGuards("output", all); err != nil {
 		return err
 	}
-	got := all[h.guard : h.guard+o.n]
+	got := all[o.guard : o.guard+o.n]
 	var bad []string
 	nbad := 0
 	var maxDiff, se, sr float64
