@@ -43,3 +43,45 @@ func Expect(src Source, name string, shape ...int) ([]float32, error) {
 	}
 	return src.Float32(name)
 }
+
+// RowReader is implemented by sources that can read part of a tensor: rows
+// [row, row+n) along its first dimension, e.g. the few rows of Gemma's
+// 256000-row embedding table that a prompt needs.
+type RowReader interface {
+	Float32Rows(name string, row, n int) ([]float32, error)
+}
+
+// ByteSource is implemented by sources that can return a tensor's stored
+// bytes whatever its dtype (ComfyUI's U8 "spiece_model").
+type ByteSource interface {
+	Bytes(name string) ([]byte, error)
+}
+
+// Rows reads rows [row, row+n) of a tensor along its first dimension:
+// through RowReader when src has it, else by reading the whole tensor.
+func Rows(src Source, name string, row, n int) ([]float32, error) {
+	if rr, ok := src.(RowReader); ok {
+		return rr.Float32Rows(name, row, n)
+	}
+	info, ok := src.Info(name)
+	if !ok {
+		return nil, fmt.Errorf("weights: %w %q", ErrNotFound, name)
+	}
+	rowLen, err := rowSpan(describe(src), name, info.Shape, row, n)
+	if err != nil {
+		return nil, err
+	}
+	v, err := src.Float32(name)
+	if err != nil {
+		return nil, err
+	}
+	return v[row*rowLen : (row+n)*rowLen], nil
+}
+
+// describe names a source in errors: its String method, or its type.
+func describe(src Source) string {
+	if s, ok := src.(fmt.Stringer); ok {
+		return s.String()
+	}
+	return fmt.Sprintf("%T", src)
+}
