@@ -147,13 +147,13 @@ func (b *Batch) dispatch(k *Kernel, groups uint32, params []byte, bindings []Bin
 		key.b[i] = bindKey{bd.Buffer.id, bd.Offset, size}
 		bufs[i] = bd.Buffer
 	}
-	// A writable binding must not overlap any other binding of the same
-	// dispatch (WebGPU validation; see the writable-aliasing rule).
+	// A buffer bound writable may not be bound a second time in the same
+	// dispatch, even at a disjoint range: WebGPU tracks usage per buffer,
+	// and a writable storage usage excludes any other in one dispatch.
 	for i, bi := range key.b[:key.n] {
 		for j, bj := range key.b[:key.n] {
-			if i < j && bi.id == bj.id && (k.layout[i] == ReadWrite || k.layout[j] == ReadWrite) &&
-				bi.off < bj.off+bj.size && bj.off < bi.off+bi.size {
-				return fmt.Errorf("wgpu: %s: bindings %d and %d overlap in buffer %q and one is writable", what, i, j, bindings[i].Buffer.label)
+			if i < j && bi.id == bj.id && (k.layout[i] == ReadWrite || k.layout[j] == ReadWrite) {
+				return fmt.Errorf("wgpu: %s: bindings %d and %d use buffer %q and one is writable (WebGPU allows a writable buffer only once per dispatch)", what, i, j, bindings[i].Buffer.label)
 			}
 		}
 	}
@@ -194,8 +194,8 @@ func (b *Batch) Copy(dst *Buffer, dstOff uint64, src *Buffer, srcOff uint64, n u
 		b.fail(err)
 		return
 	}
-	if src == dst && srcOff < dstOff+n && dstOff < srcOff+n {
-		b.fail(fmt.Errorf("wgpu: copy within buffer %q: source and destination ranges overlap", src.label))
+	if src == dst {
+		b.fail(fmt.Errorf("wgpu: copy within buffer %q: WebGPU copies only between different buffers", src.label))
 		return
 	}
 	b.cmds = append(b.cmds, command{src: src, dst: dst, srcOff: srcOff, dstOff: dstOff, n: n})

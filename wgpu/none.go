@@ -1,4 +1,4 @@
-//go:build !js && !cgo
+//go:build !js && !cgo && !wasip1
 
 package wgpu
 

@@ -211,7 +211,10 @@ func TestBadInput(t *testing.T) {
 		{"missing params", func(b *wgpu.Batch) { b.Dispatch(k, 1, nil, wgpu.Bind(small), wgpu.Bind(small), wgpu.Bind(small2)) }, "no params"},
 		{"writable overlap", func(b *wgpu.Batch) {
 			b.Dispatch(k, 1, params(1, 1), wgpu.Bind(small), wgpu.Bind(small), wgpu.Bind(small))
-		}, "overlap"},
+		}, "one is writable"},
+		{"writable buffer bound twice at disjoint ranges", func(b *wgpu.Batch) {
+			b.Dispatch(k, 1, params(1, 1), wgpu.Bind(small2), wgpu.Binding{Buffer: big, Size: 256}, wgpu.Binding{Buffer: big, Offset: 512, Size: 256})
+		}, "one is writable"},
 		{"range outside buffer", func(b *wgpu.Batch) {
 			b.Dispatch(k, 1, params(1, 1), wgpu.Bind(small), wgpu.Bind(small), wgpu.Binding{Buffer: big, Offset: 256, Size: 2 << 20})
 		}, "outside buffer"},

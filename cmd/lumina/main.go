@@ -1,7 +1,9 @@
 // Command lumina runs Lumina-Image 2.0 on WebGPU.
 //
-//	lumina info     the WebGPU adapter, its limits and features, and a
-//	                GPU-versus-reference check of the op library
+//	lumina info       the WebGPU adapter, its limits and features, and a
+//	                  GPU-versus-reference check of the op library
+//	lumina wasmtest   run a wasip1 module (e.g. a test binary) in the wasm
+//	                  host with the native GPU behind the lumina_wgpu ABI
 //
 // Text-to-image generation (`lumina generate`), packing and serving arrive
 // with the pipeline; see the README.
@@ -14,11 +16,13 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/luminaweb/lumina/model/ops"
 	"github.com/luminaweb/lumina/model/tensor"
 	"github.com/luminaweb/lumina/wgpu"
+	"github.com/luminaweb/lumina/wgpu/wasmhost"
 )
 
 func main() {
@@ -30,6 +34,12 @@ func main() {
 	switch os.Args[1] {
 	case "info":
 		err = info(os.Args[2:])
+	case "wasmtest":
+		var code int
+		code, err = wasmtest(os.Args[2:])
+		if err == nil {
+			os.Exit(code)
+		}
 	case "help", "-h", "--help":
 		usage()
 		return
@@ -48,8 +58,10 @@ func usage() {
 	fmt.Fprintln(os.Stderr, `usage: lumina <command> [flags]
 
 commands:
-  info    show the WebGPU adapter, its limits and features, and check the
-          GPU ops against the float64 reference`)
+  info      show the WebGPU adapter, its limits and features, and check the
+            GPU ops against the float64 reference
+  wasmtest  run a GOOS=wasip1 program (a test binary) inside the wasm host,
+            with the GPU: go test -exec "lumina wasmtest" (see README)`)
 }
 
 func info(args []string) error {
@@ -140,4 +152,25 @@ func selfCheck(ctx context.Context, gpu *ops.GPU) error {
 		return fmt.Errorf("the GPU result differs from the reference by %.3g: the adapter or driver is computing wrongly", maxd)
 	}
 	return nil
+}
+
+// wasmtest runs a wasip1 module with the host's environment, working
+// directory and file system, as `go test -exec` expects of a runner.
+func wasmtest(args []string) (int, error) {
+	if len(args) < 1 {
+		return 2, fmt.Errorf("usage: lumina wasmtest MODULE.wasm [ARGS...]")
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return 1, err
+	}
+	cache, err := os.UserCacheDir()
+	if err == nil {
+		cache = filepath.Join(cache, "lumina", "wazero")
+	}
+	env := append(os.Environ(), "PWD="+wd)
+	return wasmhost.RunFile(context.Background(), args[0], wasmhost.Config{
+		Args: args, Env: env, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		Mounts: map[string]string{"/": "/"}, CacheDir: cache,
+	})
 }

@@ -3,6 +3,8 @@ package ops_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -29,7 +31,18 @@ func newGPU(t *testing.T, opt ops.GPUOptions) *ops.GPU {
 
 func TestConformanceGPU(t *testing.T) {
 	g := newGPU(t, ops.GPUOptions{})
-	opstest.Run(t, g, opstest.Config{Seed: *seed, Short: testing.Short(), Tile: 32})
+	cfg := opstest.Config{Seed: *seed, Short: testing.Short(), Tile: 32}
+	if *digests != "" {
+		var lines []string
+		cfg.Digest = func(name string, sum [32]byte) { lines = append(lines, fmt.Sprintf("%x %s", sum, name)) }
+		defer func() {
+			if err := os.WriteFile(*digests, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+				t.Error(err)
+			}
+			t.Logf("%d output digests written to %s", len(lines), *digests)
+		}()
+	}
+	opstest.Run(t, g, cfg)
 }
 
 // With one invocation per workgroup the matmul tile is 4×4, so the

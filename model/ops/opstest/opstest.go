@@ -19,6 +19,8 @@ package opstest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -43,6 +45,10 @@ type Config struct {
 	Tile int
 	// Random is the number of random cases per op; zero means 6.
 	Random int
+	// Digest, when set, receives the SHA-256 of every output a case
+	// checked (its raw float32 bits), so that two runs can be compared bit
+	// for bit (the wasm host against the native build on one adapter).
+	Digest func(caseName string, sum [32]byte)
 }
 
 // Case is one conformance check.
@@ -88,6 +94,9 @@ func Check(b ops.Backend, c Case, cfg Config) (err error) {
 	hs := fnv.New64a()
 	hs.Write([]byte(c.Name()))
 	h := &harness{b: b, rng: rand.New(rand.NewPCG(seedOf(cfg), hs.Sum64())), ctx: context.Background()}
+	if cfg.Digest != nil {
+		h.digest = func(sum [32]byte) { cfg.Digest(c.Name(), sum) }
+	}
 	h.guard = 7 // 28 bytes: views are not 256-byte aligned
 	if hs.Sum64()%2 == 0 {
 		h.guard = 64 // 256 bytes: aligned views
@@ -140,6 +149,7 @@ type harness struct {
 	guard  int
 	inputs []*operand
 	all    []*operand
+	digest func([32]byte)
 }
 
 func (h *harness) release() {
@@ -260,6 +270,13 @@ func (h *harness) result(o *operand, ref []float32, scale []float64, tol Toleran
 		return err
 	}
 	got := all[o.guard : o.guard+o.n]
+	if h.digest != nil {
+		raw := make([]byte, 4*len(got))
+		for i, v := range got {
+			binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+		}
+		h.digest(sha256.Sum256(raw))
+	}
 	var bad []string
 	nbad := 0
 	var maxDiff, se, sr float64
