@@ -9,12 +9,14 @@ WAZERO_VERSION := v1.12.0
 # Mesa prints a harmless complaint on every Vulkan start without it.
 export XDG_RUNTIME_DIR ?= /tmp/lumina-xdg-$(shell id -u)
 
-# GOOS=wasip1 tests run inside wazero through Go's exec wrapper.
-WASI_ENV := GOOS=wasip1 GOARCH=wasm GOWASIRUNTIME=wazero PATH="$(GOROOT)/lib/wasm:$(GOBIN):$$PATH"
+# GOOS=wasip1 tests run inside our wasm host (wgpu/wasmhost on wazero),
+# which provides the lumina_wgpu imports backed by the native GPU.
+WASI_TEST := GOOS=wasip1 GOARCH=wasm $(GO) test -exec "$(CURDIR)/build/lumina wasmtest"
 # Packages the web page will use; they must build for GOOS=js.
 JS_PKGS := ./wgpu/... ./shaders/... ./model/...
-# Packages whose tests must pass under wasip1 (CPU backend, pure Go).
-WASI_PKGS := ./shaders/... ./model/...
+# Packages whose tests run under wasip1 (CPU backend and, through the
+# host, the GPU).
+WASI_PKGS := ./wgpu ./shaders/... ./model/...
 
 .PHONY: all deps build run test test-native test-nocgo test-js test-wasip1 bench check fmt vet xdg
 
@@ -66,8 +68,14 @@ test-js:
 	GOOS=js GOARCH=wasm $(GO) build $(JS_PKGS)
 	GOOS=js GOARCH=wasm $(GO) vet $(JS_PKGS)
 
-test-wasip1:
-	$(WASI_ENV) $(GO) test -count=1 -short $(WASI_PKGS)
+# The wasm build's tests run in the host on the same adapter as native, and
+# the GPU conformance outputs must equal the native run's bit for bit.
+test-wasip1: build
+	$(WASI_TEST) -count=1 -short $(WASI_PKGS)
+	$(GO) test -count=1 -short -run 'ConformanceGPU$$' ./model/ops -args -digests=$(CURDIR)/build/digests-native.txt
+	$(WASI_TEST) -count=1 -short -run 'ConformanceGPU$$' ./model/ops -args -digests=$(CURDIR)/build/digests-wasm.txt
+	cmp build/digests-native.txt build/digests-wasm.txt
+	@echo "wasm-hosted GPU conformance: $$(wc -l < build/digests-wasm.txt) outputs identical to native"
 
 bench: deps xdg
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./model/ops/
@@ -79,7 +87,7 @@ vet:
 	$(GO) vet ./...
 	CGO_ENABLED=0 $(GO) vet ./...
 	GOOS=js GOARCH=wasm $(GO) vet $(JS_PKGS)
-	GOOS=wasip1 GOARCH=wasm $(GO) vet $(WASI_PKGS) ./wgpu/...
+	GOOS=wasip1 GOARCH=wasm $(GO) vet $(WASI_PKGS)
 
 # check: formatting, vet on every target, and the build matrix.
 check: vet
