@@ -1,0 +1,284 @@
+package model
+
+import (
+	"context"
+	"fmt"
+	"image"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/luminaweb/lumina/model/internal/sched"
+	"github.com/luminaweb/lumina/model/internal/tokenizer"
+	"github.com/luminaweb/lumina/model/internal/vae"
+	"github.com/luminaweb/lumina/model/ops"
+	"github.com/luminaweb/lumina/model/tensor"
+)
+
+// resolved is a Request with every default filled in and checked.
+type resolved struct {
+	Request
+	solver sched.Solver
+}
+
+// MaxSteps bounds Request.Steps.
+const MaxSteps = 1000
+
+// resolve applies the documented defaults and validates the request; the
+// errors say what to change.
+func (p *Pipeline) resolve(req Request) (resolved, error) {
+	r := resolved{Request: req}
+	d := p.def
+	if r.Width == 0 {
+		r.Width = d.width
+	}
+	if r.Height == 0 {
+		r.Height = d.height
+	}
+	if _, err := sched.LatentShape(r.Width, r.Height); err != nil {
+		return r, fmt.Errorf("model: %w", err)
+	}
+	if r.Solver == "" {
+		r.Solver = d.solver
+	}
+	switch strings.ToLower(r.Solver) {
+	case "midpoint":
+		r.solver = &sched.Midpoint{}
+	case "euler":
+		r.solver = sched.Euler{}
+	case "dpm":
+		r.solver = &sched.DPM{}
+	default:
+		return r, fmt.Errorf("model: unknown solver %q (want midpoint, euler or dpm)", r.Solver)
+	}
+	if r.Steps == 0 {
+		r.Steps = d.steps
+	}
+	if r.Steps < 1 || r.Steps > MaxSteps {
+		return r, fmt.Errorf("model: %d steps: want 1 to %d", r.Steps, MaxSteps)
+	}
+	if r.Shift == 0 {
+		r.Shift = d.shift
+	}
+	if r.Shift < 0 || math.IsNaN(r.Shift) || math.IsInf(r.Shift, 0) {
+		return r, fmt.Errorf("model: shift %g: want a positive number", r.Shift)
+	}
+	if r.Guidance == 0 {
+		r.Guidance = d.guidance
+	}
+	if r.Guidance < 0 || math.IsNaN(r.Guidance) || math.IsInf(r.Guidance, 0) {
+		return r, fmt.Errorf("model: guidance %g: want ≥ 0", r.Guidance)
+	}
+	switch {
+	case r.Renorm == 0:
+		r.Renorm = 1
+	case r.Renorm < 0:
+		r.Renorm = 0 // off
+	}
+	if r.CFGTrunc < 0 || math.IsNaN(r.CFGTrunc) {
+		return r, fmt.Errorf("model: cfg-trunc %g: want ≥ 0", r.CFGTrunc)
+	}
+	if err := validSystem(r.System); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+func validSystem(s tokenizer.SystemPrompt) (err error) {
+	defer func() {
+		if recover() != nil {
+			err = fmt.Errorf("model: unknown system prompt %d", int(s))
+		}
+	}()
+	_ = s.Text()
+	return nil
+}
+
+// grid is the solver's time grid: the original's shifted linspace for the
+// ODE solvers (steps intervals), its flow DPM grid for dpm.
+func (r resolved) grid() []float64 {
+	if _, ok := r.solver.(*sched.DPM); ok {
+		return sched.DPMGrid(r.Steps, r.Shift)
+	}
+	return sched.Grid(r.Steps+1, r.Shift)
+}
+
+func (p *Pipeline) generate(ctx context.Context, r resolved) (*image.NRGBA, error) {
+	p.stats = Stats{}
+	cfgOn := r.Guidance != 1
+
+	// 1. Text features: [positive, negative] in one batch (spec §1).
+	t0 := time.Now()
+	p.progress(StageEncode, 0, 1, t0)
+	prompts := []string{tokenizer.Prompt(r.System, r.Prompt)}
+	if cfgOn {
+		neg := ""
+		if r.Negative != "" {
+			// The original prepends the system prompt to a non-empty
+			// negative prompt (spec §1.2, §10.3).
+			neg = tokenizer.Prompt(r.System, r.Negative)
+		}
+		prompts = append(prompts, neg)
+	}
+	feats, lens, err := p.encode(ctx, prompts)
+	if err != nil {
+		return nil, err
+	}
+	defer p.b.Release(feats)
+	p.stats.Encode = time.Since(t0)
+	p.progress(StageEncode, 1, 1, t0)
+
+	// 2. Denoise from seeded noise (spec §4).
+	t1 := time.Now()
+	shape, _ := sched.LatentShape(r.Width, r.Height)
+	x := make([]float32, shape.Numel())
+	sched.Noise(x, r.Seed, 0)
+	grid := r.grid()
+	total := r.solver.NFE(len(grid) - 1)
+	v, release, err := p.velocity(ctx, r, shape, feats, lens, func(done int) {
+		p.progress(StageDenoise, done, total, t1)
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	p.progress(StageDenoise, 0, total, t1)
+	nfe, err := sched.Integrate(r.solver, x, grid, v)
+	if err != nil {
+		return nil, fmt.Errorf("model: denoise: %w", err)
+	}
+	p.stats.Evals = nfe
+	p.stats.Denoise = time.Since(t1)
+
+	// 3. Decode (spec §4.9, §5.6).
+	t2 := time.Now()
+	p.progress(StageDecode, 0, 1, t2)
+	for i, z := range x {
+		x[i] = float32(float64(z)/p.def.vaeScale + p.def.vaeShift)
+	}
+	img, err := p.decode(ctx, x, shape)
+	if err != nil {
+		return nil, err
+	}
+	p.stats.Decode = time.Since(t2)
+	if p.dev != nil {
+		p.stats.PeakGPUBytes = p.dev.Stats().PeakBufferBytes
+	}
+	p.progress(StageDecode, 1, 1, t2)
+	return img, nil
+}
+
+// encode runs the text encoder on a batch of prompts, right-padded, and
+// returns the features (B, L, D) and each prompt's length.
+func (p *Pipeline) encode(ctx context.Context, prompts []string) (*ops.Tensor, []int, error) {
+	ids := make([][]int, len(prompts))
+	L := 0
+	for i, s := range prompts {
+		ids[i] = p.tok.Encode(s)
+		L = max(L, len(ids[i]))
+	}
+	flat := make([]float32, len(prompts)*L)
+	lens := make([]int, len(prompts))
+	for i, row := range ids {
+		lens[i] = len(row)
+		for j, id := range row {
+			flat[i*L+j] = float32(id)
+		}
+	}
+	t, err := p.b.New(tensor.F32, len(prompts), L)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer p.b.Release(t)
+	if err := p.b.Write(t, flat); err != nil {
+		return nil, nil, err
+	}
+	feats, err := p.text.Encode(t, lens, p.textN)
+	if err != nil {
+		return nil, nil, fmt.Errorf("model: encode: %w", err)
+	}
+	if err := p.b.Sync(ctx); err != nil {
+		p.b.Release(feats)
+		return nil, nil, fmt.Errorf("model: encode: %w", err)
+	}
+	return feats, lens, nil
+}
+
+// velocity returns the guided velocity the solver integrates: the DiT on
+// [x, x] with [positive, negative] features, combined by CFG with
+// renormalisation (spec §4.6), or the positive branch alone where CFG is
+// off or truncated. It runs the batch of two in one forward.
+func (p *Pipeline) velocity(ctx context.Context, r resolved, shape tensor.Shape, feats *ops.Tensor, lens []int, done func(int)) (sched.Velocity, func(), error) {
+	n := shape.Numel()
+	B := len(lens)
+	xt, err := p.b.New(tensor.F32, B, shape[0], shape[1], shape[2])
+	if err != nil {
+		return nil, nil, err
+	}
+	tt, err := p.b.New(tensor.F32, B)
+	if err != nil {
+		p.b.Release(xt)
+		return nil, nil, err
+	}
+	release := func() { p.b.Release(xt); p.b.Release(tt) }
+	in := make([]float32, B*n)
+	ts := make([]float32, B)
+	guided := make([]float32, n)
+	evals := 0
+	v := func(x []float32, t float64) ([]float32, error) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		for b := range B {
+			copy(in[b*n:], x)
+			ts[b] = float32(t)
+		}
+		if err := p.b.Write(xt, in); err != nil {
+			return nil, err
+		}
+		if err := p.b.Write(tt, ts); err != nil {
+			return nil, err
+		}
+		out, err := p.dit.Forward(xt, tt, feats, lens)
+		if err != nil {
+			return nil, err
+		}
+		vals, err := p.b.Read(ctx, out)
+		p.b.Release(out)
+		if err != nil {
+			return nil, fmt.Errorf("model: transformer: %w", err)
+		}
+		evals++
+		done(evals)
+		if B == 1 || (r.CFGTrunc > 0 && !(t < r.CFGTrunc)) {
+			copy(guided, vals[:n])
+			return guided, nil
+		}
+		sched.Guide(guided, vals[:n], vals[n:2*n], r.Guidance, r.Renorm)
+		return guided, nil
+	}
+	return v, release, nil
+}
+
+// decode runs the VAE decoder on one latent already scaled for it.
+func (p *Pipeline) decode(ctx context.Context, z []float32, shape tensor.Shape) (*image.NRGBA, error) {
+	zt, err := p.b.New(tensor.F32, 1, shape[0], shape[1], shape[2])
+	if err != nil {
+		return nil, err
+	}
+	defer p.b.Release(zt)
+	if err := p.b.Write(zt, z); err != nil {
+		return nil, err
+	}
+	out, err := p.vae.Decode(zt)
+	if err != nil {
+		return nil, fmt.Errorf("model: decode: %w", err)
+	}
+	defer p.b.Release(out)
+	vals, err := p.b.Read(ctx, out)
+	if err != nil {
+		return nil, fmt.Errorf("model: decode: %w", err)
+	}
+	os := out.Shape()
+	return vae.Image(vals[:3*os[2]*os[3]], os[2], os[3])
+}
