@@ -172,20 +172,27 @@ func (p *Pipeline) generate(ctx context.Context, r resolved) (*image.NRGBA, erro
 // returns the features (B, L, D) and each prompt's length.
 func (p *Pipeline) encode(ctx context.Context, prompts []string) (*ops.Tensor, []int, error) {
 	ids := make([][]int, len(prompts))
-	L := 0
 	for i, s := range prompts {
 		ids[i] = p.tok.Encode(s)
-		L = max(L, len(ids[i]))
 	}
-	flat := make([]float32, len(prompts)*L)
-	lens := make([]int, len(prompts))
+	return p.encodeIDs(ctx, ids)
+}
+
+// encodeIDs is encode for token ids.
+func (p *Pipeline) encodeIDs(ctx context.Context, ids [][]int) (*ops.Tensor, []int, error) {
+	L := 0
+	for _, row := range ids {
+		L = max(L, len(row))
+	}
+	flat := make([]float32, len(ids)*L)
+	lens := make([]int, len(ids))
 	for i, row := range ids {
 		lens[i] = len(row)
 		for j, id := range row {
 			flat[i*L+j] = float32(id)
 		}
 	}
-	t, err := p.b.New(tensor.F32, len(prompts), L)
+	t, err := p.b.New(tensor.F32, len(ids), L)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -262,23 +269,32 @@ func (p *Pipeline) velocity(ctx context.Context, r resolved, shape tensor.Shape,
 
 // decode runs the VAE decoder on one latent already scaled for it.
 func (p *Pipeline) decode(ctx context.Context, z []float32, shape tensor.Shape) (*image.NRGBA, error) {
-	zt, err := p.b.New(tensor.F32, 1, shape[0], shape[1], shape[2])
+	vals, h, w, err := p.decodeValues(ctx, z, shape)
 	if err != nil {
 		return nil, err
+	}
+	return vae.Image(vals, h, w)
+}
+
+// decodeValues returns the decoded (3, h, w) values in about [-1, 1].
+func (p *Pipeline) decodeValues(ctx context.Context, z []float32, shape tensor.Shape) ([]float32, int, int, error) {
+	zt, err := p.b.New(tensor.F32, 1, shape[0], shape[1], shape[2])
+	if err != nil {
+		return nil, 0, 0, err
 	}
 	defer p.b.Release(zt)
 	if err := p.b.Write(zt, z); err != nil {
-		return nil, err
+		return nil, 0, 0, err
 	}
 	out, err := p.vae.Decode(zt)
 	if err != nil {
-		return nil, fmt.Errorf("model: decode: %w", err)
+		return nil, 0, 0, fmt.Errorf("model: decode: %w", err)
 	}
 	defer p.b.Release(out)
 	vals, err := p.b.Read(ctx, out)
 	if err != nil {
-		return nil, fmt.Errorf("model: decode: %w", err)
+		return nil, 0, 0, fmt.Errorf("model: decode: %w", err)
 	}
-	os := out.Shape()
-	return vae.Image(vals[:3*os[2]*os[3]], os[2], os[3])
+	sh := out.Shape()
+	return vals[:3*sh[2]*sh[3]], sh[2], sh[3], nil
 }

@@ -52,10 +52,10 @@ type Stage string
 
 // The stages, in order.
 const (
-	StageLoad   Stage = "load"
-	StageEncode Stage = "encode"
+	StageLoad    Stage = "load"
+	StageEncode  Stage = "encode"
 	StageDenoise Stage = "denoise"
-	StageDecode Stage = "decode"
+	StageDecode  Stage = "decode"
 )
 
 // Progress reports how far a stage has come.

@@ -248,4 +248,3 @@ func openWeights(dir string) (weights.Source, error) {
 	}
 	return nil, fmt.Errorf("model: %d .safetensors files and no index in %s", len(files), dir)
 }
-

@@ -309,12 +309,19 @@ func newHF(f *hfFile) (*Tokenizer, error) {
 		}
 	}
 
-	// The vocabulary must be dense: ids 0..n-1, added tokens included.
-	n := len(m.Vocab)
+	// Ids run from 0 to the largest; gaps are allowed (a Subset keeps the
+	// original ids of the pieces it keeps) and decode to nothing.
+	n := 0
+	for _, id := range m.Vocab {
+		n = max(n, int(id)+1)
+	}
+	if n > 1<<24 {
+		return nil, fmt.Errorf("tokenizer: vocab id %d is implausibly large", n-1)
+	}
 	pieces := make([]string, n)
 	for s, id := range m.Vocab {
-		if id < 0 || int(id) >= n || pieces[id] != "" {
-			return nil, fmt.Errorf("tokenizer: vocab id %d of %q is out of range or repeated", id, s)
+		if id < 0 || pieces[id] != "" {
+			return nil, fmt.Errorf("tokenizer: vocab id %d of %q is negative or repeated", id, s)
 		}
 		pieces[id] = s
 	}
@@ -388,9 +395,10 @@ func newHF(f *hfFile) (*Tokenizer, error) {
 // the vocabulary.
 type bpe struct {
 	vocab        map[string]int32
-	merges       map[uint64]uint64 // left<<32|right → rank<<32|merged id
-	bytes        [256]int32        // byte-fallback ids, -1 if absent
-	replace      string            // what a space becomes ("▁"), "" for nothing
+	merges       map[uint64]uint64                            // left<<32|right → rank<<32|merged id
+	trace        func(left, right, merged int32, rank uint32) // Subset's recorder; nil otherwise
+	bytes        [256]int32                                   // byte-fallback ids, -1 if absent
+	replace      string                                       // what a space becomes ("▁"), "" for nothing
 	unk          int32
 	fuseUnk      bool
 	ignoreMerges bool
@@ -426,6 +434,9 @@ func (b *bpe) encode(dst []int, raw string) []int {
 	// after any byte tokens met in between.
 	syms := make([]bpeSymbol, 0, len(word))
 	push := func(id int32) {
+		if b.trace != nil {
+			b.trace(-1, -1, id, 0)
+		}
 		n := int32(len(syms))
 		syms = append(syms, bpeSymbol{id: id, prev: n - 1, next: n + 1})
 	}
@@ -479,6 +490,9 @@ func (b *bpe) encode(dst []int, raw string) []int {
 		right := &syms[s.next]
 		if _, id, ok := b.merge(s.id, right.id); !ok || id != top.id {
 			continue // stale: a neighbour changed since this was queued
+		}
+		if b.trace != nil {
+			b.trace(s.id, right.id, top.id, top.rank)
 		}
 		s.id = top.id
 		s.next = right.next
