@@ -55,8 +55,9 @@ build:
 	$(GO) build ./...
 	$(GO) build -o build/lumina ./cmd/lumina
 
+# run draws with the embedded demo model (64×64 coloured shapes).
 run: deps build xdg
-	./build/lumina info
+	./build/lumina generate --prompt "a red circle on a blue background" --seed 1 --out build/lumina.png
 
 # test: every part of the build matrix that has tests. CI sets CI=true, which
 # turns a missing GPU adapter into a failure instead of a skip.

@@ -88,8 +88,16 @@ type Request struct {
 	Shift  float64 // time shift s; 0 means the model's default
 	Seed   uint64
 	// System picks the system prompt written before Prompt.
-	System tokenizer.SystemPrompt
+	System SystemPrompt
 }
+
+// SystemPrompt picks the system prompt written before the user's prompt
+// (spec §1.2); the zero value is the original's default, "real".
+type SystemPrompt = tokenizer.SystemPrompt
+
+// ParseSystemPrompt maps a name (real, align, base, aesthetics, 4grid,
+// empty) to a SystemPrompt.
+func ParseSystemPrompt(name string) (SystemPrompt, error) { return tokenizer.ParseSystemPrompt(name) }
 
 // Stats describes the last Generate call.
 type Stats struct {

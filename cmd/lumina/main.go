@@ -1,5 +1,6 @@
 // Command lumina runs Lumina-Image 2.0 on WebGPU.
 //
+//	lumina generate   text to image (flags named like diffusers' options)
 //	lumina info       the WebGPU adapter, its limits and features, and a
 //	                  GPU-versus-reference check of the op library
 //	lumina wasmtest   run a wasip1 module (e.g. a test binary) in the wasm
@@ -34,6 +35,8 @@ func main() {
 	switch os.Args[1] {
 	case "info":
 		err = info(os.Args[2:])
+	case "generate":
+		err = generate(os.Args[2:])
 	case "wasmtest":
 		var code int
 		code, err = wasmtest(os.Args[2:])
@@ -58,6 +61,8 @@ func usage() {
 	fmt.Fprintln(os.Stderr, `usage: lumina <command> [flags]
 
 commands:
+  generate  draw an image from a prompt (lumina generate --prompt "..." --out x.png;
+            without --model, the embedded demo model of coloured shapes)
   info      show the WebGPU adapter, its limits and features, and check the
             GPU ops against the float64 reference
   wasmtest  run a GOOS=wasip1 program (a test binary) inside the wasm host,
