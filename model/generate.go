@@ -35,8 +35,8 @@ func (p *Pipeline) resolve(req Request) (resolved, error) {
 	if r.Height == 0 {
 		r.Height = d.height
 	}
-	if _, err := sched.LatentShape(r.Width, r.Height); err != nil {
-		return r, fmt.Errorf("model: %w", err)
+	if _, err := p.latentShape(r.Width, r.Height); err != nil {
+		return r, err
 	}
 	if r.Solver == "" {
 		r.Solver = d.solver
@@ -94,6 +94,19 @@ func validSystem(s tokenizer.SystemPrompt) (err error) {
 	return nil
 }
 
+// latentShape is the latent (C, H/f, W/f) of an image, f the VAE's
+// upscale (8 for FLUX); each latent side must be a multiple of the DiT's
+// patch size and the image at most sched.MaxSide (spec §4.8).
+func (p *Pipeline) latentShape(width, height int) (tensor.Shape, error) {
+	f, patch := p.vae.Cfg.Upscale(), p.dit.Cfg.PatchSize
+	for _, d := range [2]int{width, height} {
+		if d <= 0 || d%(f*patch) != 0 || d > sched.MaxSide {
+			return nil, fmt.Errorf("model: image size %d×%d: each side must be a positive multiple of %d up to %d", width, height, f*patch, sched.MaxSide)
+		}
+	}
+	return tensor.Shape{p.dit.Cfg.InChannels, height / f, width / f}, nil
+}
+
 // grid is the solver's time grid: the original's shifted linspace for the
 // ODE solvers (steps intervals), its flow DPM grid for dpm.
 func (r resolved) grid() []float64 {
@@ -130,7 +143,7 @@ func (p *Pipeline) generate(ctx context.Context, r resolved) (*image.NRGBA, erro
 
 	// 2. Denoise from seeded noise (spec §4).
 	t1 := time.Now()
-	shape, _ := sched.LatentShape(r.Width, r.Height)
+	shape, _ := p.latentShape(r.Width, r.Height)
 	x := make([]float32, shape.Numel())
 	sched.Noise(x, r.Seed, 0)
 	grid := r.grid()

@@ -134,6 +134,12 @@ func (p *Pipeline) loadDemo(ctx context.Context, start time.Time) error {
 
 // load builds the three networks from their weight sources.
 func (p *Pipeline) load(srcs [3]weights.Source, gcfg gemma2.Config, dcfg dit.Config, vcfg vae.Config, start time.Time) error {
+	if dcfg.CapFeatDim != gcfg.HiddenSize {
+		return fmt.Errorf("model: the transformer takes %d-wide caption features but the text encoder makes %d: the components do not belong together", dcfg.CapFeatDim, gcfg.HiddenSize)
+	}
+	if dcfg.InChannels != vcfg.LatentChannels {
+		return fmt.Errorf("model: the transformer makes %d latent channels but the VAE decodes %d: the components do not belong together", dcfg.InChannels, vcfg.LatentChannels)
+	}
 	var err error
 	gsrc, err := weights.DetectGemma(srcs[0])
 	if err != nil {
