@@ -21,8 +21,17 @@ type Loader struct {
 }
 
 // Load reads the named tensor, checks its shape, and uploads it as f32.
+// With no Src (a memory plan), it only allocates the tensor.
 func (l *Loader) Load(name string, shape ...int) (*ops.Tensor, error) {
 	full := l.Prefix + name
+	if l.Src == nil {
+		t, err := l.B.New(tensor.F32, shape...)
+		if err != nil {
+			return nil, fmt.Errorf("allocate %q: %w", full, err)
+		}
+		l.loaded = append(l.loaded, t)
+		return t, nil
+	}
 	v, err := weights.Expect(l.Src, full, shape...)
 	if err != nil {
 		return nil, err
@@ -39,10 +48,22 @@ func (l *Loader) Load(name string, shape ...int) (*ops.Tensor, error) {
 	return t, nil
 }
 
-// Has reports whether the source holds the named tensor.
+// Has reports whether the source holds the named tensor (false for a
+// memory plan, which has no source).
 func (l *Loader) Has(name string) bool {
+	if l.Src == nil {
+		return false
+	}
 	_, ok := l.Src.Info(l.Prefix + name)
 	return ok
+}
+
+// Info describes the named tensor of the source (false for a memory plan).
+func (l *Loader) Info(name string) (weights.Info, bool) {
+	if l.Src == nil {
+		return weights.Info{}, false
+	}
+	return l.Src.Info(l.Prefix + name)
 }
 
 // Release frees every tensor the loader uploaded.

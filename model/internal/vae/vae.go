@@ -189,7 +189,7 @@ func Load(l *nn.Loader, cfg Config) (*Model, error) {
 		}
 		name = Prefix + name
 		var t *ops.Tensor
-		if info, ok := l.Src.Info(l.Prefix + name); linear && ok && len(info.Shape) != 2 {
+		if info, ok := l.Info(name); linear && ok && len(info.Shape) != 2 {
 			// A 1×1 conv weight (flux's q, k, v, proj_out layout) is
 			// accepted and viewed as the (C, C) matrix it is.
 			if !info.Shape.Equal(append(tensor.Shape{}, shape[0], shape[1], 1, 1)) {
