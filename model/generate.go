@@ -75,6 +75,9 @@ func (p *Pipeline) resolve(req Request) (resolved, error) {
 	case r.Renorm < 0:
 		r.Renorm = 0 // off
 	}
+	if r.Cache < 0 || math.IsNaN(r.Cache) || math.IsInf(r.Cache, 0) {
+		return r, fmt.Errorf("model: cache threshold %g: want ≥ 0 (0 turns it off)", r.Cache)
+	}
 	if r.CFGTrunc < 0 || math.IsNaN(r.CFGTrunc) {
 		return r, fmt.Errorf("model: cfg-trunc %g: want ≥ 0", r.CFGTrunc)
 	}
@@ -155,6 +158,12 @@ func (p *Pipeline) generate(ctx context.Context, r resolved) (*image.NRGBA, erro
 		return nil, err
 	}
 	defer release()
+	p.dit.ResetCache()
+	if r.Cache > 0 {
+		tc := &teaCache{ctx: ctx, b: p.b, steps: total, thresh: r.Cache}
+		p.dit.Cache = tc
+		defer func() { p.dit.Cache = nil; p.stats.Reused = tc.reused }()
+	}
 	p.progress(StageDenoise, 0, total, t1)
 	nfe, err := sched.Integrate(r.solver, x, grid, v)
 	if err != nil {
@@ -310,4 +319,48 @@ func (p *Pipeline) decodeValues(ctx context.Context, z []float32, shape tensor.S
 	}
 	sh := out.Shape()
 	return vals[:3*sh[2]*sh[3]], sh[2], sh[3], nil
+}
+
+// teaCache decides, per batch entry (positive and negative branch), whether
+// a model evaluation may reuse the joint layers' residual (spec §6). Step
+// indices count model evaluations.
+type teaCache struct {
+	ctx      context.Context
+	b        ops.Backend
+	steps    int
+	thresh   float64
+	branches []*sched.TeaCache
+	prev     [][]float32
+	step     int
+	reused   int
+}
+
+func (c *teaCache) Decide(mod *ops.Tensor) ([]bool, error) {
+	vals, err := c.b.Read(c.ctx, mod)
+	if err != nil {
+		return nil, err
+	}
+	B := mod.Shape()[0]
+	if c.branches == nil {
+		for range B {
+			c.branches = append(c.branches, sched.NewTeaCache(c.thresh, c.steps, sched.Poly{}))
+		}
+		c.prev = make([][]float32, B)
+	}
+	per := len(vals) / B
+	reuse := make([]bool, B)
+	for e := range B {
+		m := vals[e*per : (e+1)*per]
+		delta := 0.0
+		if c.prev[e] != nil {
+			delta = sched.RelL1(m, c.prev[e])
+		}
+		c.prev[e] = append(c.prev[e][:0], m...)
+		reuse[e] = !c.branches[e].Decide(c.step, delta)
+		if reuse[e] {
+			c.reused++
+		}
+	}
+	c.step++
+	return reuse, nil
 }

@@ -89,6 +89,11 @@ type Request struct {
 	Seed   uint64
 	// System picks the system prompt written before Prompt.
 	System SystemPrompt
+	// Cache is TeaCache's threshold (spec §6; the published script uses
+	// 0.3): model evaluations judged redundant reuse the joint layers'
+	// previous residual, separately for the positive and negative
+	// branches. 0 turns it off.
+	Cache float64
 }
 
 // SystemPrompt picks the system prompt written before the user's prompt
@@ -103,6 +108,7 @@ func ParseSystemPrompt(name string) (SystemPrompt, error) { return tokenizer.Par
 type Stats struct {
 	Encode, Denoise, Decode time.Duration
 	Evals                   int    // model (DiT) evaluations, CFG branches counted once per batch
+	Reused                  int    // branch evaluations that reused the joint layers' residual (Request.Cache)
 	PeakGPUBytes            uint64 // largest total of live GPU buffers so far (0 on the CPU)
 }
 

@@ -56,6 +56,10 @@ type Model struct {
 
 	b     ops.Backend
 	plans map[string]*Plan
+	// Cache, when set, may skip the joint layers (TeaCache); see
+	// JointCache. Its residuals live in the plans: call ResetCache between
+	// images.
+	Cache JointCache
 }
 
 // Block is one transformer block's weights (spec §3.8). AdaLN is nil in the
@@ -166,4 +170,13 @@ func (m *Model) Release() {
 		p.release(m.b)
 	}
 	m.plans = nil
+}
+
+// ResetCache forgets the stored joint-layer residuals (a new image).
+func (m *Model) ResetCache() {
+	for _, pl := range m.plans {
+		for i := range pl.hasRes {
+			pl.hasRes[i] = false
+		}
+	}
 }

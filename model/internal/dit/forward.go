@@ -164,9 +164,7 @@ func (f *forward) run(out, x, t, capFeats *ops.Tensor) {
 		}
 	}
 	f.hook("layers.0.input0", f.joint, B, S, D)
-	for i := range m.Layers {
-		f.block("layers."+strconv.Itoa(i), &m.Layers[i], f.joint, S, pl.csJoint, pl.jointLen)
-	}
+	f.jointLayers()
 
 	// Final layer (§3.10): LayerNorm without affine, ·(1 + scale), linear.
 	b.MatMul(f.fs, f.stemb, m.FinalAdaLNWeight, m.FinalAdaLNBias)
@@ -183,6 +181,82 @@ func (f *forward) run(out, x, t, capFeats *ops.Tensor) {
 	for e, n := range pl.CapLens {
 		b.Unpatchify(b.View(out, e*img, 1, osh[1], osh[2], osh[3]),
 			b.View(f.y, (e*S+n)*c.PatchDim(), 1, N, c.PatchDim()), c.PatchSize)
+	}
+}
+
+// JointCache lets a caller reuse the joint layers' residual between
+// evaluations (TeaCache, spec §6). Decide gets layer 0's modulated input
+// (B, S, D), norm1(j)·(1 + scale_msa), on the backend, and returns per
+// batch entry whether to reuse that entry's stored residual instead of
+// running the joint layers. Forward keeps the residuals (one per entry,
+// refreshed whenever the entry's layers run) in its plan.
+type JointCache interface {
+	Decide(mod *ops.Tensor) (reuse []bool, err error)
+}
+
+// jointLayers runs the joint layers on f.joint, or reuses residuals where
+// the model's cache says so.
+func (f *forward) jointLayers() {
+	m, b, pl, D := f.m, f.b, f.pl, f.m.Cfg.Dim
+	B, S := pl.B, pl.S
+	run := func() {
+		for i := range m.Layers {
+			f.block("layers."+strconv.Itoa(i), &m.Layers[i], f.joint, S, pl.csJoint, pl.jointLen)
+		}
+	}
+	if m.Cache == nil || len(m.Layers) == 0 {
+		run()
+		return
+	}
+	// Layer 0's modulated input, computed as the block computes it.
+	w := &m.Layers[0]
+	Dt := m.Cfg.AdaLNDim()
+	b.MatMul(f.mod[0], f.stemb, b.View(w.AdaLNWeight, 0, D, Dt), b.View(w.AdaLNBias, 0, D))
+	n1 := b.View(f.n1, 0, B*S, D)
+	b.RMSNorm(n1, f.joint, w.AttentionNorm1, float32(m.Cfg.NormEps), false)
+	mod := b.View(f.h, 0, B, S, D)
+	b.Modulate(mod, b.View(n1, 0, B, S, D), f.mod[0])
+	reuse, err := m.Cache.Decide(mod)
+	if err != nil || len(reuse) != B {
+		if err == nil {
+			err = fmt.Errorf("dit: the cache decided for %d entries of %d", len(reuse), B)
+		}
+		f.s.Err = err
+		return
+	}
+	if pl.residual == nil {
+		if pl.residual, err = b.New(tensor.F32, B*S, D); err != nil {
+			f.s.Err = err
+			return
+		}
+		pl.hasRes = make([]bool, B)
+	}
+	entry := func(t *ops.Tensor, e int) *ops.Tensor { return b.View(t, e*S*D, S*D) }
+	all := true
+	for e := range B {
+		reuse[e] = reuse[e] && pl.hasRes[e]
+		all = all && reuse[e]
+	}
+	if all {
+		b.Add(f.mid, f.joint, pl.residual) // ops do not run in place
+		b.Copy(f.joint, b.View(f.mid, 0, B*S, D))
+		return
+	}
+	in := f.s.New(B*S, D) // the blocks use every other scratch tensor
+	if in == nil {
+		return
+	}
+	b.Copy(in, f.joint)
+	run()
+	for e := range B {
+		if reuse[e] {
+			b.Add(entry(f.mid, e), entry(in, e), entry(pl.residual, e))
+			b.Copy(entry(f.joint, e), entry(f.mid, e))
+			continue
+		}
+		b.Scale(entry(f.mid, e), entry(in, e), -1)
+		b.Add(entry(pl.residual, e), entry(f.joint, e), entry(f.mid, e))
+		pl.hasRes[e] = true
 	}
 }
 

@@ -28,6 +28,9 @@ type Plan struct {
 	capLen   *ops.Tensor // (B) caption key lengths; nil when no caption is padded
 	jointLen *ops.Tensor // (B) joint key lengths; nil when no joint sequence is padded
 	zeros    *ops.Tensor // (maxPad·D) zeros for the joint padding rows; nil without padding
+
+	residual *ops.Tensor // (B·S, D) the joint layers' last output − input per entry (JointCache)
+	hasRes   []bool      // per entry: residual holds a value
 }
 
 func planKey(B, Lc, Hp, Wp int, capLens []int) string {
@@ -122,6 +125,9 @@ func lengths(capLens []int, plus int) []float32 {
 }
 
 func (pl *Plan) release(b ops.Backend) {
+	if pl.residual != nil {
+		b.Release(pl.residual)
+	}
 	for _, t := range []*ops.Tensor{pl.csCap, pl.csImg, pl.csJoint, pl.capLen, pl.jointLen, pl.zeros} {
 		if t != nil {
 			b.Release(t)
