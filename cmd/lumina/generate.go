@@ -27,7 +27,7 @@ type genFlags struct {
 	prompt, negative          string
 	width, height, steps      int
 	guidance, cfgTrunc, shift float64
-	renorm                    float64
+	renorm, cache             float64
 	solver, system, out       string
 	seed                      uint64
 	cpu                       bool
@@ -50,6 +50,7 @@ func parseGenerate(args []string) (*genFlags, error) {
 	fs.Float64Var(&f.renorm, "renorm", 0, "CFG renormalisation: clamp the guided velocity's norm to this × the conditional one's (0: 1; negative: off)")
 	fs.StringVar(&f.solver, "solver", "", "midpoint, euler or dpm (empty: the model's default)")
 	fs.Float64Var(&f.shift, "shift", 0, "time shift (0: the model's default)")
+	fs.Float64Var(&f.cache, "cache", 0, "TeaCache threshold: reuse the joint layers' residual on evaluations judged redundant (0: off; 0.3 is the published setting)")
 	fs.StringVar(&f.system, "system", "real", "system prompt: real, align, base, aesthetics, 4grid or empty")
 	fs.Uint64Var(&f.seed, "seed", 0, "noise seed")
 	fs.StringVar(&f.out, "out", "lumina.png", "output PNG file")
@@ -74,7 +75,7 @@ func (f *genFlags) request() (model.Request, error) {
 	}
 	return model.Request{Prompt: f.prompt, Negative: f.negative, Width: f.width, Height: f.height,
 		Steps: f.steps, Guidance: f.guidance, CFGTrunc: f.cfgTrunc, Renorm: f.renorm,
-		Solver: f.solver, Shift: f.shift, Seed: f.seed, System: sys}, nil
+		Solver: f.solver, Shift: f.shift, Seed: f.seed, System: sys, Cache: f.cache}, nil
 }
 
 func generate(args []string) error {
@@ -120,9 +121,13 @@ func generate(args []string) error {
 		return err
 	}
 	s := p.Stats()
-	fmt.Printf("%s: %dx%d in %v (load %v, encode %v, denoise %v for %d model evaluations, decode %v), peak GPU memory %s, on %s\n",
+	reused := ""
+	if s.Reused > 0 {
+		reused = fmt.Sprintf(", %d branch evaluations reused", s.Reused)
+	}
+	fmt.Printf("%s: %dx%d in %v (load %v, encode %v, denoise %v for %d model evaluations%s, decode %v), peak GPU memory %s, on %s\n",
 		f.out, img.Bounds().Dx(), img.Bounds().Dy(), time.Since(t0).Round(time.Millisecond),
-		load.Round(time.Millisecond), s.Encode.Round(time.Millisecond), s.Denoise.Round(time.Millisecond), s.Evals,
+		load.Round(time.Millisecond), s.Encode.Round(time.Millisecond), s.Denoise.Round(time.Millisecond), s.Evals, reused,
 		s.Decode.Round(time.Millisecond), mib(s.PeakGPUBytes), p.Backend())
 	return nil
 }
@@ -142,9 +147,9 @@ func (f *genFlags) pngText(p *model.Pipeline, r model.Request) map[string]string
 	if r.Negative != "" {
 		fmt.Fprintf(&b, "\nNegative prompt: %s", r.Negative)
 	}
-	fmt.Fprintf(&b, "\nSteps: %s, Sampler: %s, CFG scale: %s, Seed: %d, Size: %s, Shift: %s, CFG trunc: %g, Renorm: %s, System prompt: %s, Model: %s",
+	fmt.Fprintf(&b, "\nSteps: %s, Sampler: %s, CFG scale: %s, Seed: %d, Size: %s, Shift: %s, CFG trunc: %g, Renorm: %s, Cache: %g, System prompt: %s, Model: %s",
 		orDefault(f.steps), orDefaultS(f.solver), orDefaultF(f.guidance), r.Seed, size(f.width, f.height),
-		orDefaultF(f.shift), f.cfgTrunc, orDefaultF(f.renorm), f.system, p.Name())
+		orDefaultF(f.shift), f.cfgTrunc, orDefaultF(f.renorm), f.cache, f.system, p.Name())
 	return map[string]string{"parameters": b.String(), "Software": "lumina"}
 }
 
