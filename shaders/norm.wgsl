@@ -19,7 +19,11 @@
 //   3 out    storage, read_write  f32, element offset params.out_off
 //   4 params uniform              Params
 //
-// Dispatch: params.rows workgroups on a 1-D count (2-D split by the host).
+// Dispatch: rows − row0 workgroups on a 1-D count (2-D split by the host),
+// one per row r in [row0, rows). Indices are global even when the host
+// binds only a window of x and out: an offset is the window's remainder
+// minus its first global element, modulo 2^32 (u32 arithmetic wraps;
+// model/ops split).
 // Each of the WG invocations walks the row with stride WG (rows may be far
 // longer than WG: a VAE group is 16 channels × 16384 positions), then a
 // workgroup-memory tree reduction combines the WG partials.
@@ -48,7 +52,7 @@ struct Params {
 	out_off: u32,
 	eps: f32,
 	plus_one: u32,
-	_pad0: u32,
+	row0: u32,
 }
 @group(0) @binding(4) var<uniform> params: Params;
 
@@ -88,7 +92,7 @@ fn reduce_max(li: u32, v: f32) -> f32 {
 @compute @workgroup_size(WG)
 fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) li: u32) {
-	let r = wg.x + wg.y * nwg.x;
+	let r = params.row0 + wg.x + wg.y * nwg.x;
 	if (r >= params.rows) {
 		return; // uniform: the whole workgroup leaves
 	}
@@ -143,7 +147,7 @@ fn centred(r: u32, li: u32, affine: bool) {
 @compute @workgroup_size(WG)
 fn layer_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) li: u32) {
-	let r = wg.x + wg.y * nwg.x;
+	let r = params.row0 + wg.x + wg.y * nwg.x;
 	if (r >= params.rows) {
 		return;
 	}
@@ -153,7 +157,7 @@ fn layer_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
 @compute @workgroup_size(WG)
 fn group_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) li: u32) {
-	let r = wg.x + wg.y * nwg.x;
+	let r = params.row0 + wg.x + wg.y * nwg.x;
 	if (r >= params.rows) {
 		return;
 	}
@@ -163,7 +167,7 @@ fn group_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
 @compute @workgroup_size(WG)
 fn softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) li: u32) {
-	let r = wg.x + wg.y * nwg.x;
+	let r = params.row0 + wg.x + wg.y * nwg.x;
 	if (r >= params.rows) {
 		return;
 	}

@@ -2,7 +2,7 @@
 // activations, gated linear units, adaLN modulation, gated residuals and
 // the sinusoidal timestep embedding.
 //
-// Entry points (i in [0, n); act 0 = SiLU x·sigmoid(x), 1 = GELU-tanh
+// Entry points (i in [base, n), global indices; act 0 = SiLU x·sigmoid(x), 1 = GELU-tanh
 // 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))))
 //   mul:       out[i] = a[i] · b[i % d]            (d = n: plain; d = row: broadcast)
 //   scale:     out[i] = s · a[i]
@@ -24,7 +24,12 @@
 //   3 out    storage, read_write  f32, element offset params.out_off
 //   4 params uniform              Params
 //
-// Dispatch: ceil(n / WG) workgroups on a 1-D count (2-D split by the host).
+// Indices are global even when the host binds only a window of each
+// operand: an offset is the window's remainder minus its first global
+// element, modulo 2^32 (u32 arithmetic wraps; model/ops split).
+//
+// Dispatch: ceil((n − base) / WG) workgroups on a 1-D count (2-D split by
+// the host).
 // Precision: f32. mul and scale round once; modulate twice (1 + s, then the
 // product). GELU-tanh is evaluated as x·sigmoid(2z), which keeps its
 // relative accuracy where 1 + tanh(z) cancels. tanh (gated_add) is the
@@ -49,7 +54,7 @@ struct Params {
 	c_off: u32,
 	out_off: u32,
 	s: f32,
-	_pad0: u32,
+	base: u32,
 	_pad1: u32,
 	_pad2: u32,
 }
@@ -73,7 +78,7 @@ fn activation(x: f32) -> f32 {
 }
 
 fn flat_id(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-	return (wg.x + wg.y * nwg.x) * WG + li;
+	return params.base + (wg.x + wg.y * nwg.x) * WG + li;
 }
 
 // sample_row is the (B, D) element of a per-sample vector for (B, L, D)

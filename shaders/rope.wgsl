@@ -14,8 +14,11 @@
 //   2 out    storage, read_write  f32 (B, L, H, Dh), element offset params.out_off
 //   3 params uniform              Params
 //
-// Dispatch: ceil(pairs / WG) workgroups on a 1-D count (2-D split by the
-// host), pairs = B·L·H·Dh/2; one invocation per pair.
+// Dispatch: ceil((pairs − base) / WG) workgroups on a 1-D count (2-D split
+// by the host), one invocation per pair t in [base, pairs); pairs is at
+// most B·L·H·Dh/2. Indices are global even when the host binds only a
+// window of each operand: an offset is the window's remainder minus its
+// first global element, modulo 2^32 (u32 arithmetic wraps; model/ops split).
 // Precision: two f32 products and one add per output (a fused multiply-add
 // where the compiler forms one).
 
@@ -35,7 +38,7 @@ struct Params {
 	x_off: u32,
 	cs_off: u32,
 	out_off: u32,
-	_pad0: u32,
+	base: u32,
 	_pad1: u32,
 	_pad2: u32,
 }
@@ -44,7 +47,7 @@ struct Params {
 @compute @workgroup_size(WG)
 fn rope(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-	let t = (wg.x + wg.y * nwg.x) * WG + li;
+	let t = params.base + (wg.x + wg.y * nwg.x) * WG + li;
 	if (t >= params.pairs) {
 		return;
 	}

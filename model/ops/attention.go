@@ -6,6 +6,7 @@ import (
 
 	"github.com/luminaweb/lumina/model/tensor"
 	"github.com/luminaweb/lumina/shaders/ref"
+	"github.com/luminaweb/lumina/wgpu"
 )
 
 // Attn is the attention family: rotary position embeddings and fused
@@ -36,7 +37,7 @@ type Attn interface {
 	// dst is (B, Lq, H, Dh) and must not overlap the inputs. A query row
 	// with no visible key (KeyLen 0, or a window and causal mask that
 	// exclude everything) is written as zeros, not NaN. The GPU never
-	// materialises the Lq×Lk logits (online softmax); Dh ≤ 256 there.
+	// materialises the Lq×Lk logits (online softmax); Dh ≤ 512 there.
 	Attention(dst, q, k, v *Tensor, o AttnOptions)
 }
 
@@ -154,7 +155,8 @@ type RopeParams struct {
 	Pairs, L, H, HalfDh    uint32
 	Interleaved, CSBStride uint32
 	XOff, CSOff, OutOff    uint32
-	_                      [3]uint32
+	Base                   uint32
+	_                      [2]uint32
 }
 
 const ropeWG = 256 // rope.wgsl's default WG
@@ -162,19 +164,40 @@ const ropeWG = 256 // rope.wgsl's default WG
 func (g *GPU) Rope(dst, x, cs *Tensor, mode RopeMode) {
 	checkOwner(g, "Rope", dst, x, cs)
 	B, L, H, Dh, bcast := ropeShapes(dst, x, cs, mode)
-	pairs := B * L * H * Dh / 2
-	bx, ox := g.bind(x)
-	bc, oc := g.bind(cs)
-	bo, oo := g.bind(dst)
-	p := RopeParams{Pairs: uint32(pairs), L: uint32(L), H: uint32(H), HalfDh: uint32(Dh / 2),
-		XOff: ox, CSOff: oc, OutOff: oo}
+	out, done := g.distinct(dst, x, cs)
+	if out == nil {
+		return
+	}
+	half := Dh / 2
+	pairs := B * L * H * half
+	p := RopeParams{L: uint32(L), H: uint32(H), HalfDh: uint32(half)}
 	if mode == RopeInterleaved {
 		p.Interleaved = 1
 	}
 	if !bcast {
 		p.CSBStride = uint32(L * Dh)
 	}
-	g.dispatch("rope", "rope", nil, (pairs+ropeWG-1)/ropeWG, p, bx, bc, bo)
+	// Pairs [u0, u1) are in head rows u0/half .. (u1−1)/half, of tokens
+	// (b·L + l) = row/H, whose cs rows are b·L + l, or l when broadcast.
+	heads := span{x, func(u0, u1 int) (int, int) { return u0 / half * Dh, ((u1-1)/half + 1) * Dh }}
+	csSpan := span{cs, func(u0, u1 int) (int, int) {
+		t0, t1 := u0/half/H, (u1-1)/half/H
+		if bcast {
+			if t0/L != t1/L {
+				return 0, L * Dh
+			}
+			t0, t1 = t0%L, t1%L
+		}
+		return t0 * Dh, (t1 + 1) * Dh
+	}}
+	outSpan := heads
+	outSpan.t = out
+	g.split("Rope", pairs, 0, []span{heads, csSpan, outSpan}, func(u0, u1 int, bs []wgpu.Binding, off []uint32) {
+		q := p
+		q.Pairs, q.Base, q.XOff, q.CSOff, q.OutOff = uint32(u1), uint32(u0), off[0], off[1], off[2]
+		g.dispatch("rope", "rope", nil, (u1-u0+ropeWG-1)/ropeWG, q, bs...)
+	})
+	done()
 }
 
 // AttentionParams is the Go twin of attention.wgsl's Params.
@@ -184,26 +207,35 @@ type AttentionParams struct {
 	QOff, KOff, VOff, KLOff, OutOff      uint32
 	Scale, SoftCap                       float32
 	StOff, JBegin, JEnd, First, Last     uint32
-	_                                    [1]uint32
+	T0                                   uint32
 }
 
 const (
 	attnWG    = 64  // attention.wgsl's default WG: (query, head) rows per workgroup
-	attnDhMax = 256 // attention.wgsl's DH_MAX
+	attnDhMax = 512 // attention.wgsl's DH_MAX
 	attnBK    = 16  // attention.wgsl's BK
 	// attnLoopBudget is how many loop iterations one invocation may run:
 	// llvmpipe stops every invocation's loops after 65,535 in total
 	// (gallivm's LP_MAX_TGSI_LOOP_ITERATIONS) without any error.
 	attnLoopBudget = 65535
+	// attnSubmitWork bounds the multiply-adds of one submission (about a
+	// second on lavapipe): lavapipe (Mesa 22/LLVM 15) segfaults in its
+	// queue thread when one submit computes for many seconds (seen at
+	// S = 2048, H = 3 in one batch).
+	attnSubmitWork = 1 << 30
 )
 
 // attnKeysPerPass is the most keys one attention pass may cover so that an
-// invocation stays within attnLoopBudget: per key a dot product and an
-// accumulate over Dh (plus the block loops), per block of attnBK keys a
-// rescale, and 4·Dh to load and store its row, with some slack.
+// invocation stays within attnLoopBudget. The loops along Dh step by 4
+// (d4 = ⌈Dh/4⌉ iterations, plus up to 3 of a scalar tail): per key a dot
+// product and an accumulate, per block of attnBK keys a rescale, and Dh
+// each to load and store the row, with slack for the block loops. Blocks
+// are aligned to multiples of attnBK, so a pass may hold one block more
+// than its length suggests.
 func attnKeysPerPass(dh int) int {
-	perBlock := attnBK*(2*dh+2) + dh + 2
-	n := (attnLoopBudget - 4*dh - 256) / perBlock * attnBK
+	d4 := (dh + 3) / 4
+	perBlock := attnBK*(2*d4+10) + d4 + 4
+	n := ((attnLoopBudget-4*dh-256)/perBlock - 1) * attnBK
 	return max(n, attnBK)
 }
 
@@ -216,21 +248,16 @@ func (g *GPU) Attention(dst, q, k, v *Tensor, o AttnOptions) {
 	if sh.Dh > attnDhMax {
 		badShapes("Attention", fmt.Sprintf("head dim above %d is not supported on the GPU", attnDhMax), q)
 	}
+	out, done := g.distinct(dst, q, k, v, o.KeyLen)
+	if out == nil {
+		return
+	}
 	group := sh.H / sh.Hkv
 	blocks := (sh.Lq*group + attnWG - 1) / attnWG
-	bq, oq := g.bind(q)
-	bk, ok := g.bind(k)
-	bv, ov := g.bind(v)
-	bo, oo := g.bind(dst)
 	p := AttentionParams{B: uint32(sh.B), Lq: uint32(sh.Lq), Lk: uint32(sh.Lk), H: uint32(sh.H), Hkv: uint32(sh.Hkv),
 		Dh: uint32(sh.Dh), Group: uint32(group), Blocks: uint32(blocks), Window: uint32(o.Window),
-		QOff: oq, KOff: ok, VOff: ov, OutOff: oo, Scale: o.Scale, SoftCap: o.SoftCap}
+		Scale: o.Scale, SoftCap: o.SoftCap}
 	p.Causal = attnFlag(o.Causal)
-	bl := bq // bound but unread without KeyLen
-	if o.KeyLen != nil {
-		bl, p.KLOff = g.bind(o.KeyLen)
-		p.HasKeyLen = 1
-	}
 	// The running [max, Σexp] of every row between passes: O(B·Lq·H),
 	// from the pool, returned at once (later users are ordered after
 	// these dispatches).
@@ -240,20 +267,72 @@ func (g *GPU) Attention(dst, q, k, v *Tensor, o AttnOptions) {
 		return
 	}
 	defer g.Release(state)
-	bs, so := g.bind(state)
-	p.StOff = so
+	// Passes of keys within the loop budget, shortened (at multiples of
+	// attnBK, which keeps the result bit-identical) until one kv head's
+	// keys of a pass fit one binding: (n−1)·Hkv·Dh + Dh elements.
 	chunk := attnKeysPerPass(sh.Dh)
-	for j := 0; j < sh.Lk; j += chunk {
-		p.JBegin, p.JEnd = uint32(j), uint32(min(sh.Lk, j+chunk))
-		p.First, p.Last = attnFlag(j == 0), attnFlag(j+chunk >= sh.Lk)
-		g.dispatch("attention", "attention", nil, sh.B*sh.Hkv*blocks, p, bq, bk, bv, bl, bo, bs)
-		if chunk < sh.Lk {
-			// One submit per pass: lavapipe (Mesa 22/LLVM 15) segfaults
-			// in its queue thread when one submit computes for more
-			// than a few seconds (seen at S = 2048, H = 3 in one batch).
-			g.flush(context.Background())
-		}
+	if E := g.windowElems(k); (chunk-1)*sh.Hkv*sh.Dh+sh.Dh > E {
+		fit := (E-sh.Dh)/(sh.Hkv*sh.Dh) + 1
+		chunk = max(1, fit/attnBK*attnBK, min(fit, attnBK))
 	}
+	units := sh.B * sh.Hkv * blocks
+	// Workgroup t is (batch b, kv head g, block of WG query rows); its
+	// query rows i cover [blk·WG/group, ((blk+1)·WG − 1)/group].
+	unit := func(t int) (b, g, i0, i1 int) {
+		b, g = t/(sh.Hkv*blocks), t/blocks%sh.Hkv
+		blk := t % blocks
+		return b, g, blk * attnWG / group, min(sh.Lq-1, ((blk+1)*attnWG-1)/group)
+	}
+	// rowSpan: elements per (query, head) row; one kv head's rows, else
+	// whole batch entries.
+	rowSpan := func(t *Tensor, per int) span {
+		return span{t, func(u0, u1 int) (int, int) {
+			b0, g0, i0, _ := unit(u0)
+			b1, g1, _, i1 := unit(u1 - 1)
+			if b0 == b1 && g0 == g1 {
+				return ((b0*sh.Lq+i0)*sh.H + g0*group) * per, ((b0*sh.Lq+i1)*sh.H + (g0+1)*group) * per
+			}
+			return b0 * sh.Lq * sh.H * per, (b1 + 1) * sh.Lq * sh.H * per
+		}}
+	}
+	klSpan := rowSpan(q, sh.Dh) // bound but unread without KeyLen
+	if o.KeyLen != nil {
+		klSpan = whole(o.KeyLen)
+		p.HasKeyLen = 1
+	}
+	// Long-running work is submitted in pieces of at most attnSubmitWork
+	// multiply-adds (see there): at most most workgroups per dispatch,
+	// each dispatch its own submission.
+	perUnit := attnWG * min(chunk, sh.Lk) * sh.Dh * 2
+	most := max(1, attnSubmitWork/perUnit)
+	heavy := units > most || chunk < sh.Lk
+	for j := 0; j < sh.Lk; j += chunk {
+		je := min(sh.Lk, j+chunk)
+		// keys [j, je) of kv head g, or of every head of the batches.
+		kvSpan := func(t *Tensor) span {
+			return span{t, func(u0, u1 int) (int, int) {
+				b0, g0, _, _ := unit(u0)
+				b1, g1, _, _ := unit(u1 - 1)
+				if b0 == b1 && g0 == g1 {
+					return ((b0*sh.Lk+j)*sh.Hkv + g0) * sh.Dh, ((b0*sh.Lk+je-1)*sh.Hkv + g0 + 1) * sh.Dh
+				}
+				return (b0*sh.Lk + j) * sh.Hkv * sh.Dh, (b1*sh.Lk + je) * sh.Hkv * sh.Dh
+			}}
+		}
+		spans := []span{rowSpan(q, sh.Dh), kvSpan(k), kvSpan(v), klSpan, rowSpan(out, sh.Dh), rowSpan(state, 2)}
+		p.JBegin, p.JEnd = uint32(j), uint32(je)
+		p.First, p.Last = attnFlag(j == 0), attnFlag(je == sh.Lk)
+		g.split("Attention", units, most, spans, func(u0, u1 int, bs []wgpu.Binding, off []uint32) {
+			pp := p
+			pp.T0 = uint32(u0)
+			pp.QOff, pp.KOff, pp.VOff, pp.KLOff, pp.OutOff, pp.StOff = off[0], off[1], off[2], off[3], off[4], off[5]
+			g.dispatch("attention", "attention", nil, u1-u0, pp, bs...)
+			if heavy {
+				g.flush(context.Background())
+			}
+		})
+	}
+	done()
 }
 
 func attnFlag(b bool) uint32 {

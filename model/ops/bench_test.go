@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -97,14 +98,27 @@ func benchGPU(b *testing.B) *ops.GPU {
 // runOp times fn on the GPU: one warm-up (kernel compile, first bind), then
 // b.N runs submitted together and one Sync. It reports GFLOP/s and the
 // fraction of the adapter's measured FMA peak.
-func runOp(b *testing.B, g *ops.GPU, flops float64, fn func()) {
-	ctx := context.Background()
-	fn()
-	if err := g.Sync(ctx); err != nil {
-		b.Fatal(err)
-	}
+func runOp(b *testing.B, g *ops.GPU, flops float64, fn func()) { runOpWarm(b, g, flops, fn, fn) }
+
+// runOpWarm is runOp with a warm-up of its own (the same kernels on a
+// small shape), for ops that run for minutes on a CPU adapter.
+func runOpWarm(b *testing.B, g *ops.GPU, flops float64, warm, fn func()) {
 	pk, err := measurePeak(g.Device())
 	if err != nil {
+		b.Fatal(err)
+	}
+	timeOp(b, g, warm, fn)
+	gf := flops * float64(b.N) / b.Elapsed().Seconds() / 1e9
+	b.ReportMetric(gf, "GFLOP/s")
+	b.ReportMetric(gf/pk, "of-peak")
+	b.Logf("adapter %s: %.2f GFLOP/s, %.2f of the measured FMA peak %.1f GFLOP/s", g.Device().Info(), gf, gf/pk, pk)
+}
+
+// timeOp runs warm and waits, then times b.N runs of fn and one Sync.
+func timeOp(b *testing.B, g *ops.GPU, warm, fn func()) {
+	ctx := context.Background()
+	warm()
+	if err := g.Sync(ctx); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
@@ -115,10 +129,16 @@ func runOp(b *testing.B, g *ops.GPU, flops float64, fn func()) {
 		b.Fatal(err)
 	}
 	b.StopTimer()
-	gf := flops * float64(b.N) / b.Elapsed().Seconds() / 1e9
-	b.ReportMetric(gf, "GFLOP/s")
-	b.ReportMetric(gf/pk, "of-peak")
-	b.Logf("adapter %s: %.2f GFLOP/s, %.2f of the measured FMA peak %.1f GFLOP/s", g.Device().Info(), gf, gf/pk, pk)
+}
+
+// runBytes times fn like runOp and reports GB/s of the bytes it must move
+// at least (one read of each input, one write of the output).
+func runBytes(b *testing.B, g *ops.GPU, bytes float64, fn func()) {
+	b.SetBytes(int64(bytes))
+	timeOp(b, g, fn, fn)
+	gbs := bytes * float64(b.N) / b.Elapsed().Seconds() / 1e9
+	b.ReportMetric(gbs, "GB/s")
+	b.Logf("adapter %s: %.2f GB/s", g.Device().Info(), gbs)
 }
 
 func BenchmarkPeakFMA(b *testing.B) {
@@ -177,4 +197,59 @@ func BenchmarkAdd(b *testing.B) {
 	x, bias, y := alloc(b, g, rows, cols), alloc(b, g, cols), alloc(b, g, rows, cols)
 	b.SetBytes(3 * rows * cols * 4)
 	runOp(b, g, rows*cols, func() { g.Add(y, x, bias) })
+}
+
+// BenchmarkAttention runs Next-DiT's joint attention (24 query heads of 96
+// over 8 KV heads, no mask) at a 1024² image's S = 4352 tokens and at
+// S = 1024: 4·S²·H·Dh flops (QKᵀ and PV, a multiply-add each).
+func BenchmarkAttention(b *testing.B) {
+	const H, Hkv, Dh = 24, 8, 96
+	for _, S := range []int{1024, 4352} {
+		b.Run(fmt.Sprintf("S=%d,H=%d,Hkv=%d,Dh=%d", S, H, Hkv, Dh), func(b *testing.B) {
+			g := benchGPU(b)
+			o := ops.AttnOptions{Scale: float32(1 / math.Sqrt(Dh))}
+			q, k, v, y := alloc(b, g, 1, S, H, Dh), alloc(b, g, 1, S, Hkv, Dh), alloc(b, g, 1, S, Hkv, Dh), alloc(b, g, 1, S, H, Dh)
+			wq, wk, wv, wy := alloc(b, g, 1, 16, H, Dh), alloc(b, g, 1, 16, Hkv, Dh), alloc(b, g, 1, 16, Hkv, Dh), alloc(b, g, 1, 16, H, Dh)
+			runOpWarm(b, g, 4*float64(S)*float64(S)*H*Dh,
+				func() { g.Attention(wy, wq, wk, wv, o) },
+				func() { g.Attention(y, q, k, v, o) })
+		})
+	}
+}
+
+// BenchmarkConv2D runs a VAE decoder resnet convolution: 128→128 channels,
+// 3×3, at 256×256 (the last up block of a 256² image; 2·Co·Ci·9·H·W flops).
+func BenchmarkConv2D(b *testing.B) {
+	const C, HW = 128, 256
+	g := benchGPU(b)
+	x, w, bias, y := alloc(b, g, 1, C, HW, HW), alloc(b, g, C, C, 3, 3), alloc(b, g, C), alloc(b, g, 1, C, HW, HW)
+	wx, wyy := alloc(b, g, 1, C, 8, 8), alloc(b, g, 1, C, 8, 8)
+	runOpWarm(b, g, 2*C*C*9*HW*HW,
+		func() { g.Conv2D(wyy, wx, w, bias, 1) },
+		func() { g.Conv2D(y, x, w, bias, 1) })
+}
+
+// BenchmarkGroupNorm runs the VAE's GroupNorm (32 groups) at 128 channels
+// of 256² and 512 channels of 64² (its mid block at 512²).
+func BenchmarkGroupNorm(b *testing.B) {
+	for _, s := range []struct{ C, HW int }{{128, 256}, {512, 64}} {
+		b.Run(fmt.Sprintf("C=%d,H=W=%d,groups=32", s.C, s.HW), func(b *testing.B) {
+			g := benchGPU(b)
+			x, y := alloc(b, g, 1, s.C, s.HW, s.HW), alloc(b, g, 1, s.C, s.HW, s.HW)
+			w, bias := alloc(b, g, s.C), alloc(b, g, s.C)
+			runBytes(b, g, 2*4*float64(s.C*s.HW*s.HW), func() { g.GroupNorm(y, x, w, bias, 32, 1e-6) })
+		})
+	}
+}
+
+// BenchmarkRMSNorm runs Next-DiT's block norm over a 1024² image's tokens
+// (4352 × 2304) and its per-head QK-norm (4352·24 rows of 96).
+func BenchmarkRMSNorm(b *testing.B) {
+	for _, s := range []struct{ rows, D int }{{4352, 2304}, {4352 * 24, 96}} {
+		b.Run(fmt.Sprintf("rows=%d,D=%d", s.rows, s.D), func(b *testing.B) {
+			g := benchGPU(b)
+			x, y, w := alloc(b, g, s.rows, s.D), alloc(b, g, s.rows, s.D), alloc(b, g, s.D)
+			runBytes(b, g, 2*4*float64(s.rows*s.D), func() { g.RMSNorm(y, x, w, 1e-6, false) })
+		})
+	}
 }

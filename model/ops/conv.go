@@ -109,32 +109,6 @@ const (
 	convTCo, convTP   = 4, 4
 )
 
-// windowAlign is the byte alignment of window bindings: 256, the largest
-// minStorageBufferOffsetAlignment the WebGPU spec allows, so it is valid on
-// every device. (The native driver reports the adapter's alignment, 64 on
-// lavapipe, but requests the spec default of 256 for the device; aligning
-// to the reported value fails bind-group creation there.)
-const windowAlign = 256
-
-// window binds elements [off, off+n) of t's view: the binding starts at the
-// aligned-down byte offset and the remainder is returned for the params, as
-// bind does for a whole tensor.
-func (g *GPU) window(t *Tensor, off, n int) (wgpu.Binding, uint32) {
-	align := max(uint64(g.dev.Limits().MinStorageBufferOffsetAlignment), windowAlign)
-	byteOff := uint64(t.off+off) * 4
-	start := byteOff &^ (align - 1)
-	rest := (byteOff - start) / 4
-	return wgpu.Binding{Buffer: g.buffer(t), Offset: start, Size: (rest + uint64(n)) * 4}, uint32(rest)
-}
-
-// windowElems is the most elements a window may hold wherever it starts:
-// the binding limit less the worst alignment remainder.
-func (g *GPU) windowElems() int {
-	lim := g.dev.Limits()
-	align := max(uint64(lim.MinStorageBufferOffsetAlignment), windowAlign)
-	return int((lim.MaxStorageBufferBindingSize - align + 4) / 4)
-}
-
 // convChunk splits n into the fewest near-equal parts of at most most each.
 func convChunk(n, most int) (size int) {
 	parts := (n + most - 1) / most
@@ -162,8 +136,14 @@ func (g *GPU) Conv2D(dst, x, w, bias *Tensor, pad int) {
 		checkOwner(g, "Conv2D", bias)
 	}
 	cg := convShapes(dst, x, w, bias, pad)
+	out, done := g.distinct(dst, x, w, bias)
+	if out == nil {
+		return
+	}
+	defer done()
+	dst = out
 	B, Ci, Co, H, W, k := cg.B, cg.Ci, cg.Co, cg.H, cg.W, cg.k
-	P, wRow, E := H*W, Ci*k*k, g.windowElems()
+	P, wRow, E := H*W, Ci*k*k, g.windowElems(x)
 	p := ConvParams{H: uint32(H), W: uint32(W), Ci: uint32(Ci), K: uint32(k), Pad: uint32(pad),
 		XBStride: uint32(Ci * P), OutBStride: uint32(Co * P), XBlocks: uint32((W + convTP - 1) / convTP)}
 	if bias != nil {
@@ -241,7 +221,13 @@ const gatherWG = 256 // gather.wgsl's default WG
 func (g *GPU) Gather(dst, table, ids *Tensor) {
 	checkOwner(g, "Gather", dst, table, ids)
 	N, V, D := gatherShapes(dst, table, ids)
-	E := g.windowElems()
+	out, done := g.distinct(dst, table, ids)
+	if out == nil {
+		return
+	}
+	defer done()
+	dst = out
+	E := g.windowElems(table)
 	if D > E {
 		g.setErr(&wgpu.LimitError{Name: "maxStorageBufferBindingSize", Need: uint64(D) * 4,
 			Have: g.dev.Limits().MaxStorageBufferBindingSize, What: fmt.Sprintf("Gather of %s (one row)", table)})

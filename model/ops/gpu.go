@@ -257,19 +257,157 @@ func (g *GPU) kernel(family, entry string, consts map[string]float64) *wgpu.Kern
 	return k
 }
 
-// bind returns the binding for a tensor and the element offset the shader
-// must add: bindings start at the device's offset alignment, the remainder
-// travels in the params.
-func (g *GPU) bind(t *Tensor) (wgpu.Binding, uint32) {
-	align := uint64(g.dev.Limits().MinStorageBufferOffsetAlignment)
-	elem := uint64(4)
-	if t.dtype != tensor.F32 {
-		elem = 2 // 16-bit views start at even elements: whole words
+// windowAlign is the byte alignment of window bindings: 256, the largest
+// minStorageBufferOffsetAlignment the WebGPU spec allows, so it is valid on
+// every device whatever alignment it reports.
+const windowAlign = 256
+
+func (g *GPU) align() uint64 {
+	return max(uint64(g.dev.Limits().MinStorageBufferOffsetAlignment), windowAlign)
+}
+
+// elemBytes is the addressing unit of t's storage: 4 bytes for f32, 2 for
+// 16-bit types (whose views start at even elements, whole words).
+func elemBytes(t *Tensor) uint64 {
+	if t.dtype == tensor.F32 {
+		return 4
 	}
-	byteOff := uint64(t.off) * elem
-	start := byteOff &^ (align - 1)
+	return 2
+}
+
+// window binds elements [off, off+n) of t's view: the binding starts at
+// the aligned-down byte offset and the remainder (in elements) is returned
+// for the params. Every binding of every op goes through here.
+func (g *GPU) window(t *Tensor, off, n int) (wgpu.Binding, uint32) {
+	elem := elemBytes(t)
+	byteOff := uint64(t.off+off) * elem
+	start := byteOff &^ (g.align() - 1)
 	rest := (byteOff - start) / elem
-	return wgpu.Binding{Buffer: g.buffer(t), Offset: start, Size: storageBytes(t.dtype, int(rest)+t.Numel())}, uint32(rest)
+	return wgpu.Binding{Buffer: g.buffer(t), Offset: start, Size: storageBytes(t.dtype, int(rest)+n)}, uint32(rest)
+}
+
+// windowElems is the most elements of t a window may hold wherever it
+// starts: the binding limit less the worst alignment remainder.
+func (g *GPU) windowElems(t *Tensor) int {
+	elem := elemBytes(t)
+	return int((g.dev.Limits().MaxStorageBufferBindingSize - g.align() + elem) / elem)
+}
+
+// bind binds the whole of t (see window).
+func (g *GPU) bind(t *Tensor) (wgpu.Binding, uint32) { return g.window(t, 0, t.Numel()) }
+
+// A span is the part of one operand that a range of an op's work units
+// touches: elements [lo, hi) of t for units [u0, u1), or all of t when at
+// is nil. Spans must grow with the range (u1 larger: [lo, hi) no smaller).
+type span struct {
+	t  *Tensor
+	at func(u0, u1 int) (lo, hi int)
+}
+
+// whole is the span of an operand every unit may read.
+func whole(t *Tensor) span { return span{t: t} }
+
+// rowsOf is the span of an operand whose unit u is its elements
+// [u·per, (u+1)·per).
+func rowsOf(t *Tensor, per int) span {
+	return span{t, func(u0, u1 int) (int, int) { return u0 * per, u1 * per }}
+}
+
+func (s span) of(u0, u1 int) (lo, hi int) {
+	if s.at == nil {
+		return 0, s.t.Numel()
+	}
+	return s.at(u0, u1)
+}
+
+// split runs an op's work units [0, n) in consecutive chunks of at most
+// most units (0: no limit) whose spans each fit in one storage binding
+// (maxStorageBufferBindingSize): one chunk when everything fits, else the
+// longest chunks a binary search finds. For
+// each chunk run receives [u0, u1), the bindings of the spans in order, and
+// for each the offset that a shader adds to a *global* element index of
+// that operand: the window's alignment remainder minus lo, modulo 2³². WGSL
+// u32 arithmetic wraps, so off + i addresses element i of the operand
+// inside its window whenever lo ≤ i < hi, and kernels compute every index
+// as in the unsplit dispatch: the split result is bit-identical.
+//
+// When one unit alone does not fit, split records a *wgpu.LimitError naming
+// the op and the operand and runs nothing.
+func (g *GPU) split(op string, n, most int, spans []span, run func(u0, u1 int, b []wgpu.Binding, off []uint32)) {
+	if g.err != nil || n <= 0 {
+		return
+	}
+	fits := func(u0, u1 int) *span {
+		for i := range spans {
+			lo, hi := spans[i].of(u0, u1)
+			if hi-lo > g.windowElems(spans[i].t) {
+				return &spans[i]
+			}
+		}
+		return nil
+	}
+	bs := make([]wgpu.Binding, len(spans))
+	offs := make([]uint32, len(spans))
+	for u0 := 0; u0 < n; {
+		u1 := n
+		if most > 0 {
+			u1 = min(n, u0+most)
+		}
+		if fits(u0, u1) != nil {
+			if s := fits(u0, u0+1); s != nil {
+				lo, hi := s.of(u0, u0+1)
+				g.setErr(&wgpu.LimitError{Name: "maxStorageBufferBindingSize", Need: uint64(hi-lo) * elemBytes(s.t),
+					Have: g.dev.Limits().MaxStorageBufferBindingSize, What: fmt.Sprintf("%s: the smallest window of %s", op, s.t)})
+				return
+			}
+			ok, bad := u0+1, u1 // fits(u0, ok), not fits(u0, bad)
+			for bad-ok > 1 {
+				if mid := (ok + bad) / 2; fits(u0, mid) == nil {
+					ok = mid
+				} else {
+					bad = mid
+				}
+			}
+			u1 = ok
+		}
+		for i, s := range spans {
+			lo, hi := s.of(u0, u1)
+			b, rest := g.window(s.t, lo, hi-lo)
+			bs[i], offs[i] = b, rest-uint32(lo)
+		}
+		run(u0, u1, bs, offs)
+		u0 = u1
+	}
+}
+
+// shares reports whether dst uses the storage of any of ts.
+func shares(dst *Tensor, ts ...*Tensor) bool {
+	for _, t := range ts {
+		if t != nil && t != dst && sameStore(dst, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// distinct returns where an op should write dst: dst itself, or, when dst
+// shares a buffer with an input (disjoint views of one tensor), a scratch
+// tensor of dst's shape. WebGPU allows a buffer bound writable only once
+// per dispatch, even at disjoint ranges. done copies the scratch into dst
+// and releases it (a no-op for dst itself).
+func (g *GPU) distinct(dst *Tensor, inputs ...*Tensor) (out *Tensor, done func()) {
+	if !shares(dst, inputs...) {
+		return dst, func() {}
+	}
+	s, err := g.New(dst.dtype, dst.shape...)
+	if err != nil {
+		g.setErr(fmt.Errorf("ops: scratch output for %s: %w", dst, err))
+		return nil, func() {}
+	}
+	return s, func() {
+		g.copy(dst, s)
+		g.Release(s)
+	}
 }
 
 // dispatch records one kernel launch; params is the kernel's Params twin.
@@ -330,8 +468,8 @@ func registerParams(family, structName string, twin any) {
 
 // AddParams is the Go twin of add.wgsl's Params.
 type AddParams struct {
-	N, BN, AOff, BOff, OutOff uint32
-	_                         [3]uint32
+	N, BN, AOff, BOff, OutOff, Base uint32
+	_                               [2]uint32
 }
 
 const addWG = 256 // add.wgsl's default WG
@@ -339,11 +477,26 @@ const addWG = 256 // add.wgsl's default WG
 func (g *GPU) Add(dst, a, b *Tensor) {
 	checkOwner(g, "Add", dst, a, b)
 	n, bn := addShapes(dst, a, b)
-	ba, oa := g.bind(a)
-	bb, ob := g.bind(b)
-	bo, oo := g.bind(dst)
-	g.dispatch("add", "add", nil, (n+addWG-1)/addWG,
-		AddParams{N: uint32(n), BN: uint32(bn), AOff: oa, BOff: ob, OutOff: oo}, ba, bb, bo)
+	out, done := g.distinct(dst, a, b)
+	if out == nil {
+		return
+	}
+	g.split("Add", n, 0, []span{rowsOf(a, 1), periodic(b, bn), rowsOf(out, 1)}, func(u0, u1 int, bs []wgpu.Binding, off []uint32) {
+		g.dispatch("add", "add", nil, (u1-u0+addWG-1)/addWG,
+			AddParams{N: uint32(u1), BN: uint32(bn), AOff: off[0], BOff: off[1], OutOff: off[2], Base: uint32(u0)}, bs...)
+	})
+	done()
+}
+
+// periodic is the span of an operand read at element i mod p by the
+// elements i of the work (a row broadcast over the leading dimensions).
+func periodic(t *Tensor, p int) span {
+	return span{t, func(u0, u1 int) (int, int) {
+		if u0/p != (u1-1)/p {
+			return 0, p
+		}
+		return u0 % p, (u1-1)%p + 1
+	}}
 }
 
 // MatMulParams is the Go twin of matmul.wgsl's Params.
@@ -368,6 +521,12 @@ func (g *GPU) MatMul(dst, x, w, bias *Tensor) {
 		checkOwner(g, "MatMul", bias)
 	}
 	M, N, K := matmulShapes(dst, x, w, bias)
+	out, done := g.distinct(dst, x, w, bias)
+	if out == nil {
+		return
+	}
+	defer done()
+	dst = out
 	// When x or dst is larger than one storage binding, run bands of rows
 	// that fit (the binding may start up to one alignment early, hence the
 	// margin); w and bias are bound whole, and a w above the limit is a

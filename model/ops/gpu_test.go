@@ -119,25 +119,28 @@ func TestGPUBadInput(t *testing.T) {
 	if _, err := g.New(tensor.F32, 3, 0); err == nil {
 		t.Error("shape with a zero dimension accepted")
 	}
-	// A tensor that fits in a buffer but not in one binding: the op's
-	// error surfaces at Sync and names the limit.
-	lim := g.Device().Limits().MaxStorageBufferBindingSize
-	n := int(lim/4) + 64
-	if uint64(n)*4 <= g.Device().Limits().MaxBufferSize {
-		a, err := g.New(tensor.F32, n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := g.New(tensor.F32, n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		g.Add(b, a, a)
-		if err := g.Sync(context.Background()); !errors.As(err, &le) || le.Name != "maxStorageBufferBindingSize" {
-			t.Errorf("binding above the limit: %v", err)
-		}
-		g.Release(a)
-		g.Release(b)
+	// Ops split their work into windows that fit one binding; when a
+	// single unit of work does not fit (here one RMSNorm row above a 1 MiB
+	// binding), the error surfaces at Sync, names the limit and the
+	// operand, and nothing runs.
+	small, err := ops.NewGPU(gputest.OpenOrSkip(t, wgpu.Options{MaxStorageBinding: 1 << 20}), ops.GPUOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	const row = 1<<18 + 64
+	x, err := small.New(tensor.F32, 2, row)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := small.New(tensor.F32, row)
+	y, _ := small.New(tensor.F32, 2, row)
+	small.RMSNorm(y, x, w, 1e-6, false)
+	if err := small.Sync(context.Background()); !errors.As(err, &le) || le.Name != "maxStorageBufferBindingSize" ||
+		!strings.Contains(err.Error(), "RMSNorm") {
+		t.Errorf("a row above the binding limit: %v", err)
+	} else {
+		t.Logf("as expected: %v", err)
 	}
 	if _, err := ops.NewGPU(nil, ops.GPUOptions{}); !errors.Is(err, wgpu.ErrUnavailable) {
 		t.Errorf("NewGPU(nil): %v", err)

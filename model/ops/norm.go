@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/luminaweb/lumina/shaders/ref"
+	"github.com/luminaweb/lumina/wgpu"
 )
 
 // Norms is the family of row reductions that rescale their row: RMSNorm
@@ -110,27 +111,40 @@ type NormParams struct {
 	Rows, N, Spatial, CPG, Groups uint32
 	XOff, WOff, BOff, OutOff      uint32
 	Eps                           float32
-	PlusOne                       uint32
-	_                             [1]uint32
+	PlusOne, Row0                 uint32
 }
 
 func init() { registerParams("norm", "Params", NormParams{}) }
 
-// norm records one norm.wgsl dispatch, one workgroup per row of p.N
-// elements; w and b bind x when nil (not read).
-func (g *GPU) norm(entry string, p NormParams, rows int, dst, x, w, b *Tensor) {
+// norm records norm.wgsl dispatches, one workgroup per row of p.N
+// elements; w and b bind x when nil (not read). Rows are split into
+// bands whose x and dst windows fit one binding (w and b are bound whole);
+// a GroupNorm row is one (batch, group) pair, contiguous in NCHW.
+func (g *GPU) norm(op, entry string, p NormParams, rows int, dst, x, w, b *Tensor) {
+	out, done := g.distinct(dst, x, w, b)
+	if out == nil {
+		return
+	}
 	if w == nil {
 		w = x
 	}
 	if b == nil {
 		b = x
 	}
-	bx, ox := g.bind(x)
-	bw, ow := g.bind(w)
-	bb, ob := g.bind(b)
-	bo, oo := g.bind(dst)
-	p.Rows, p.XOff, p.WOff, p.BOff, p.OutOff = uint32(rows), ox, ow, ob, oo
-	g.dispatch("norm", entry, nil, rows, p, bx, bw, bb, bo)
+	n := int(p.N)
+	sw, sb := whole(w), whole(b)
+	if w == x {
+		sw = rowsOf(x, n)
+	}
+	if b == x {
+		sb = rowsOf(x, n)
+	}
+	g.split(op, rows, 0, []span{rowsOf(x, n), sw, sb, rowsOf(out, n)}, func(r0, r1 int, bs []wgpu.Binding, off []uint32) {
+		q := p
+		q.Rows, q.Row0, q.XOff, q.WOff, q.BOff, q.OutOff = uint32(r1), uint32(r0), off[0], off[1], off[2], off[3]
+		g.dispatch("norm", entry, nil, r1-r0, q, bs...)
+	})
+	done()
 }
 
 func (g *GPU) RMSNorm(dst, x, w *Tensor, eps float32, plusOne bool) {
@@ -140,13 +154,13 @@ func (g *GPU) RMSNorm(dst, x, w *Tensor, eps float32, plusOne bool) {
 	if plusOne {
 		p.PlusOne = 1
 	}
-	g.norm("rms_norm", p, rows, dst, x, w, nil)
+	g.norm("RMSNorm", "rms_norm", p, rows, dst, x, w, nil)
 }
 
 func (g *GPU) LayerNorm(dst, x *Tensor, eps float32) {
 	checkOwner(g, "LayerNorm", dst, x)
 	rows, n := rowShapes("LayerNorm", dst, x)
-	g.norm("layer_norm", NormParams{N: uint32(n), Eps: eps}, rows, dst, x, nil, nil)
+	g.norm("LayerNorm", "layer_norm", NormParams{N: uint32(n), Eps: eps}, rows, dst, x, nil, nil)
 }
 
 func (g *GPU) GroupNorm(dst, x, w, b *Tensor, groups int, eps float32) {
@@ -154,11 +168,11 @@ func (g *GPU) GroupNorm(dst, x, w, b *Tensor, groups int, eps float32) {
 	B, C, S := groupShapes(dst, x, w, b, groups)
 	cpg := C / groups
 	p := NormParams{N: uint32(cpg * S), Spatial: uint32(S), CPG: uint32(cpg), Groups: uint32(groups), Eps: eps}
-	g.norm("group_norm", p, B*groups, dst, x, w, b)
+	g.norm("GroupNorm", "group_norm", p, B*groups, dst, x, w, b)
 }
 
 func (g *GPU) Softmax(dst, x *Tensor) {
 	checkOwner(g, "Softmax", dst, x)
 	rows, n := rowShapes("Softmax", dst, x)
-	g.norm("softmax", NormParams{N: uint32(n)}, rows, dst, x, nil, nil)
+	g.norm("Softmax", "softmax", NormParams{N: uint32(n)}, rows, dst, x, nil, nil)
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/luminaweb/lumina/shaders/ref"
+	"github.com/luminaweb/lumina/wgpu"
 )
 
 // Activation selects the nonlinearity of Act and Gate.
@@ -299,14 +300,15 @@ type PointwiseParams struct {
 	N, D, L, Act             uint32
 	AOff, BOff, COff, OutOff uint32
 	S                        float32
-	_                        [3]uint32
+	Base                     uint32
+	_                        [2]uint32
 }
 
 // LayoutParams is the Go twin of layout.wgsl's Params.
 type LayoutParams struct {
 	N, C, H, W, P uint32
 	XOff, OutOff  uint32
-	_             [1]uint32
+	Base          uint32
 }
 
 func init() {
@@ -316,60 +318,80 @@ func init() {
 
 const pointwiseWG = 256 // pointwise.wgsl's and layout.wgsl's default WG
 
-// pointwise records one pointwise.wgsl dispatch over dst's elements;
-// inputs a, b, c bind in order (nil: bound to a, not read).
-func (g *GPU) pointwise(entry string, p PointwiseParams, dst, a, b, c *Tensor) {
-	if b == nil {
-		b = a
+// pointwise records pointwise.wgsl dispatches over dst's elements, split
+// into element ranges whose windows fit one binding; inputs a, b, c bind
+// in order with the given spans over those elements (a nil input is bound
+// to a, not read).
+func (g *GPU) pointwise(op, entry string, p PointwiseParams, dst *Tensor, in ...span) {
+	ts := make([]*Tensor, len(in))
+	for i, s := range in {
+		ts[i] = s.t
 	}
-	if c == nil {
-		c = a
+	out, done := g.distinct(dst, ts...)
+	if out == nil {
+		return
 	}
-	ba, oa := g.bind(a)
-	bb, ob := g.bind(b)
-	bc, oc := g.bind(c)
-	bo, oo := g.bind(dst)
-	p.N = uint32(dst.Numel())
-	p.AOff, p.BOff, p.COff, p.OutOff = oa, ob, oc, oo
-	g.dispatch("pointwise", entry, nil, (dst.Numel()+pointwiseWG-1)/pointwiseWG, p, ba, bb, bc, bo)
+	for len(in) < 3 {
+		in = append(in, in[0])
+	}
+	g.split(op, dst.Numel(), 0, []span{in[0], in[1], in[2], rowsOf(out, 1)}, func(u0, u1 int, bs []wgpu.Binding, off []uint32) {
+		q := p
+		q.N, q.Base = uint32(u1), uint32(u0)
+		q.AOff, q.BOff, q.COff, q.OutOff = off[0], off[1], off[2], off[3]
+		g.dispatch("pointwise", entry, nil, (u1-u0+pointwiseWG-1)/pointwiseWG, q, bs...)
+	})
+	done()
+}
+
+// perSample is the span of a (B, D) vector read at row (i / (L·D))·D +
+// i mod D by the elements i of a (B, L, D) tensor.
+func perSample(t *Tensor, L, D int) span {
+	return span{t, func(u0, u1 int) (int, int) {
+		if u0/D == (u1-1)/D {
+			s := u0 / (L * D) * D
+			return s + u0%D, s + (u1-1)%D + 1
+		}
+		return u0 / (L * D) * D, ((u1-1)/(L*D) + 1) * D
+	}}
 }
 
 func (g *GPU) Mul(dst, a, b *Tensor) {
 	checkOwner(g, "Mul", dst, a, b)
 	_, bn := bcastShapes("Mul", dst, a, b)
-	g.pointwise("mul", PointwiseParams{D: uint32(bn)}, dst, a, b, nil)
+	g.pointwise("Mul", "mul", PointwiseParams{D: uint32(bn)}, dst, rowsOf(a, 1), periodic(b, bn))
 }
 
 func (g *GPU) Scale(dst, x *Tensor, s float32) {
 	checkOwner(g, "Scale", dst, x)
 	sameShapes("Scale", dst, x)
-	g.pointwise("scale", PointwiseParams{S: s}, dst, x, nil, nil)
+	g.pointwise("Scale", "scale", PointwiseParams{S: s}, dst, rowsOf(x, 1))
 }
 
 func (g *GPU) Act(dst, x *Tensor, act Activation) {
 	checkOwner(g, "Act", dst, x)
 	sameShapes("Act", dst, x)
 	checkAct("Act", act)
-	g.pointwise("act", PointwiseParams{Act: uint32(act)}, dst, x, nil, nil)
+	g.pointwise("Act", "act", PointwiseParams{Act: uint32(act)}, dst, rowsOf(x, 1))
 }
 
 func (g *GPU) Gate(dst, a, b *Tensor, act Activation) {
 	checkOwner(g, "Gate", dst, a, b)
 	sameShapes("Gate", dst, a, b)
 	checkAct("Gate", act)
-	g.pointwise("gate", PointwiseParams{Act: uint32(act)}, dst, a, b, nil)
+	g.pointwise("Gate", "gate", PointwiseParams{Act: uint32(act)}, dst, rowsOf(a, 1), rowsOf(b, 1))
 }
 
 func (g *GPU) Modulate(dst, x, scale *Tensor) {
 	checkOwner(g, "Modulate", dst, x, scale)
 	_, L, D := perSampleShapes("Modulate", dst, scale, x)
-	g.pointwise("modulate", PointwiseParams{D: uint32(D), L: uint32(L)}, dst, x, scale, nil)
+	g.pointwise("Modulate", "modulate", PointwiseParams{D: uint32(D), L: uint32(L)}, dst, rowsOf(x, 1), perSample(scale, L, D))
 }
 
 func (g *GPU) GatedAdd(dst, x, y, gate *Tensor) {
 	checkOwner(g, "GatedAdd", dst, x, y, gate)
 	_, L, D := perSampleShapes("GatedAdd", dst, gate, x, y)
-	g.pointwise("gated_add", PointwiseParams{D: uint32(D), L: uint32(L)}, dst, x, y, gate)
+	g.pointwise("GatedAdd", "gated_add", PointwiseParams{D: uint32(D), L: uint32(L)}, dst,
+		rowsOf(x, 1), rowsOf(y, 1), perSample(gate, L, D))
 }
 
 func (g *GPU) Timestep(dst, t *Tensor) {
@@ -378,47 +400,108 @@ func (g *GPU) Timestep(dst, t *Tensor) {
 	half := F / 2
 	// f_k = exp(s·k); s rounded once from float64.
 	s := float32(-math.Log(ref.TimestepMaxPeriod) / float64(half))
-	g.pointwise("timestep", PointwiseParams{D: uint32(half), S: s}, dst, t, nil, nil)
+	ts := span{t, func(u0, u1 int) (int, int) { return u0 / F, (u1-1)/F + 1 }}
+	g.pointwise("Timestep", "timestep", PointwiseParams{D: uint32(half), S: s}, dst, ts)
 }
 
-// layout records one layout.wgsl dispatch over dst's elements.
-func (g *GPU) layout(entry string, p LayoutParams, dst, x *Tensor) {
-	bx, ox := g.bind(x)
-	bo, oo := g.bind(dst)
-	p.N, p.XOff, p.OutOff = uint32(dst.Numel()), ox, oo
-	g.dispatch("layout", entry, nil, (dst.Numel()+pointwiseWG-1)/pointwiseWG, p, bx, bo)
+// layout records layout.wgsl dispatches over n elements of the index space
+// the entry iterates (dst's, or x's for patchify), split into ranges whose
+// windows of x and dst (spans xs and ds) fit one binding.
+func (g *GPU) layout(op, entry string, p LayoutParams, n int, dst *Tensor, xs, ds span) {
+	out, done := g.distinct(dst, xs.t)
+	if out == nil {
+		return
+	}
+	ds.t = out
+	g.split(op, n, 0, []span{xs, ds}, func(u0, u1 int, bs []wgpu.Binding, off []uint32) {
+		q := p
+		q.N, q.Base, q.XOff, q.OutOff = uint32(u1), uint32(u0), off[0], off[1]
+		g.dispatch("layout", entry, nil, (u1-u0+pointwiseWG-1)/pointwiseWG, q, bs...)
+	})
+	done()
+}
+
+// tokenSpan is the span of the token tensor (B, (H/p)·(W/p), p·p·C) that
+// the image elements [u0, u1) of (B, C, H, W) map to: the tokens of the
+// patch rows they cover within one channel plane, else of whole images.
+func tokenSpan(t *Tensor, C, H, W, p int) span {
+	row := W * p * C // token elements per patch row
+	img := C * H * W // per image, in either layout
+	return span{t, func(u0, u1 int) (int, int) {
+		plane0, plane1 := u0/(H*W), (u1-1)/(H*W)
+		if plane0 != plane1 {
+			return plane0 / C * img, (plane1/C + 1) * img
+		}
+		b := plane0 / C
+		r0, r1 := u0/W%H/p, (u1-1)/W%H/p
+		return b*img + r0*row, b*img + (r1+1)*row
+	}}
 }
 
 func (g *GPU) Patchify(dst, x *Tensor, p int) {
 	checkOwner(g, "Patchify", dst, x)
 	_, C, H, W := patchShapes("Patchify", x, dst, p)
-	g.layout("patchify", LayoutParams{C: uint32(C), H: uint32(H), W: uint32(W), P: uint32(p)}, dst, x)
+	g.layout("Patchify", "patchify", LayoutParams{C: uint32(C), H: uint32(H), W: uint32(W), P: uint32(p)},
+		x.Numel(), dst, rowsOf(x, 1), tokenSpan(dst, C, H, W, p))
 }
 
 func (g *GPU) Unpatchify(dst, x *Tensor, p int) {
 	checkOwner(g, "Unpatchify", dst, x)
 	_, C, H, W := patchShapes("Unpatchify", dst, x, p)
-	g.layout("unpatchify", LayoutParams{C: uint32(C), H: uint32(H), W: uint32(W), P: uint32(p)}, dst, x)
+	g.layout("Unpatchify", "unpatchify", LayoutParams{C: uint32(C), H: uint32(H), W: uint32(W), P: uint32(p)},
+		dst.Numel(), dst, tokenSpan(x, C, H, W, p), rowsOf(dst, 1))
 }
 
 func (g *GPU) Upsample2x(dst, x *Tensor) {
 	checkOwner(g, "Upsample2x", dst, x)
 	_, _, H, W := upsampleShapes(dst, x)
-	g.layout("upsample2x", LayoutParams{H: uint32(H), W: uint32(W)}, dst, x)
+	// Output element o is in input row (plane·H + row/2), monotone in o.
+	xs := span{x, func(u0, u1 int) (int, int) {
+		in := func(o int) int { return o/(4*H*W)*H + o/(2*W)%(2*H)/2 }
+		return in(u0) * W, (in(u1-1) + 1) * W
+	}}
+	g.layout("Upsample2x", "upsample2x", LayoutParams{H: uint32(H), W: uint32(W)}, dst.Numel(), dst, xs, rowsOf(dst, 1))
 }
 
 func (g *GPU) Transpose(dst, x *Tensor) {
 	checkOwner(g, "Transpose", dst, x)
 	_, R, C := transposeShapes(dst, x)
-	g.layout("transpose_last2", LayoutParams{H: uint32(R), W: uint32(C)}, dst, x)
+	// Output row (b, c) reads column c of x[b]: within one output row the
+	// rows of x it covers; across output rows whole (R, C) planes.
+	xs := span{x, func(u0, u1 int) (int, int) {
+		if u0/R == (u1-1)/R {
+			b, c := u0/(R*C), u0/R%C
+			return (b*R+u0%R)*C + c, (b*R+(u1-1)%R)*C + c + 1
+		}
+		return u0 / (R * C) * R * C, ((u1-1)/(R*C) + 1) * R * C
+	}}
+	g.layout("Transpose", "transpose_last2", LayoutParams{H: uint32(R), W: uint32(C)}, dst.Numel(), dst, xs, rowsOf(dst, 1))
 }
 
 // Copy is a buffer-to-buffer copy recorded in the batch, in order with the
-// dispatches around it; no kernel is involved, so dst and src may share a
-// buffer (disjoint ranges) and need no alignment beyond 4 bytes.
+// dispatches around it; no kernel is involved, so there is no binding
+// limit and no alignment beyond 4 bytes. WebGPU copies only between
+// different buffers, so a copy between two views of one tensor goes
+// through a scratch buffer.
 func (g *GPU) Copy(dst, src *Tensor) {
 	checkOwner(g, "Copy", dst, src)
 	copyShapes(dst, src)
+	if !sameStore(dst, src) {
+		g.copy(dst, src)
+		return
+	}
+	s, err := g.New(src.dtype, src.shape...)
+	if err != nil {
+		g.setErr(fmt.Errorf("ops: Copy: scratch: %w", err))
+		return
+	}
+	g.copy(s, src)
+	g.copy(dst, s)
+	g.Release(s)
+}
+
+// copy records a copy of src's elements into dst (f32, different buffers).
+func (g *GPU) copy(dst, src *Tensor) {
 	if g.err != nil {
 		return
 	}

@@ -295,10 +295,16 @@ func attentionCases(cfg Config, rng *rand.Rand) []Case {
 		{B: 1, Lq: 5, Lk: 5, H: 2, Hkv: 1, Dh: 256, scale: 1.0 / 16, softCap: 50, causal: true, qk: 4}, // Gemma head, capped logits
 		{B: 2, Lq: 12, Lk: 12, H: 3, Hkv: 1, Dh: 16, scale: inv(16), softCap: 2, qk: 2},                // strong cap
 		{B: 2, Lq: 40, Lk: 40, H: 6, Hkv: 2, Dh: 96, scale: inv(96), keyLen: []int{40, 33}},            // Next-DiT head under CFG
-		// Long key ranges, walked by the GPU in several passes (112 keys for
-		// Dh = 256, 320 for Dh = 96): masks that start or end mid-pass.
-		{B: 2, Lq: 9, Lk: 250, H: 2, Hkv: 1, Dh: 256, scale: 1.0 / 16, causal: true, window: 130, keyLen: []int{250, 120}},
-		{B: 1, Lq: 4, Lk: 700, H: 3, Hkv: 1, Dh: 96, scale: inv(96)},
+		// Long key ranges, walked by the GPU in several passes (208 keys
+		// for Dh = 512, 432 for Dh = 256, 1056 for Dh = 96): masks that
+		// start or end mid-pass, and a pass that is not a multiple of the
+		// key block from the window's start.
+		{B: 2, Lq: 9, Lk: 500, H: 2, Hkv: 1, Dh: 256, scale: 1.0 / 16, causal: true, window: 430, keyLen: []int{500, 420}},
+		{B: 1, Lq: 4, Lk: 1200, H: 3, Hkv: 1, Dh: 96, scale: inv(96)},
+		{B: 1, Lq: 3, Lk: 450, H: 1, Hkv: 1, Dh: 511, scale: inv(511), causal: true, window: 300}, // Dh above 256, not a multiple of 4
+		// The FLUX VAE's mid attention: one head of 512 over the tokens
+		// of a small latent.
+		{B: 1, Lq: 256, Lk: 256, H: 1, Hkv: 1, Dh: 512, scale: inv(512)},
 	}
 	if !cfg.Short {
 		ac = append(ac,
@@ -307,6 +313,8 @@ func attentionCases(cfg Config, rng *rand.Rand) []Case {
 			// Gemma-2 layer (spec §2.2): the full causal one, and a window smaller than L.
 			attnCase{B: 1, Lq: 77, Lk: 77, H: 8, Hkv: 4, Dh: 256, scale: 1.0 / 16, softCap: 50, causal: true, qk: 4},
 			attnCase{B: 1, Lq: 77, Lk: 77, H: 8, Hkv: 4, Dh: 256, scale: 1.0 / 16, softCap: 50, causal: true, window: 32, qk: 4},
+			// VAE mid attention at 160² pixels: 20² latent tokens, 2 passes.
+			attnCase{B: 1, Lq: 400, Lk: 400, H: 1, Hkv: 1, Dh: 512, scale: inv(512)},
 		)
 	}
 	for _, c := range ac {

@@ -49,7 +49,17 @@ type Config struct {
 	// checked (its raw float32 bits), so that two runs can be compared bit
 	// for bit (the wasm host against the native build on one adapter).
 	Digest func(caseName string, sum [32]byte)
+	// Shared makes the f32 operands of a case views of one tensor (an
+	// arena of SharedArena elements; operands that do not fit get their
+	// own), so that a backend meets outputs and inputs that share storage
+	// at disjoint ranges. WebGPU binds a writable buffer only once per
+	// dispatch, and copies only between different buffers.
+	Shared bool
 }
+
+// SharedArena is the size in elements of the tensor that Config.Shared
+// carves operands from (16 MiB of f32).
+const SharedArena = 1 << 22
 
 // Case is one conformance check.
 type Case struct {
@@ -102,6 +112,14 @@ func Check(b ops.Backend, c Case, cfg Config) (err error) {
 		h.guard = 64 // 256 bytes: aligned views
 	}
 	defer h.release()
+	if cfg.Shared {
+		a, err := b.New(tensor.F32, SharedArena)
+		if err != nil {
+			return err
+		}
+		defer b.Release(a)
+		h.arena = a
+	}
 	if err := c.run(h); err != nil {
 		return err
 	}
@@ -150,6 +168,8 @@ type harness struct {
 	inputs []*operand
 	all    []*operand
 	digest func([32]byte)
+	arena  *ops.Tensor // Config.Shared: f32 operands are views of it
+	used   int         // elements of arena handed out
 }
 
 func (h *harness) release() {
@@ -164,8 +184,12 @@ func (h *harness) alloc(dt tensor.DType, shape []int, fill func(i int) float32) 
 	if dt != tensor.F32 {
 		g += g % 2 // 16-bit views start at even elements
 	}
-	base, err := h.b.New(dt, n+2*g)
-	if err != nil {
+	var base *ops.Tensor
+	var err error
+	if h.arena != nil && dt == tensor.F32 && h.used+n+2*g <= h.arena.Numel() {
+		base = h.b.View(h.arena, h.used, n+2*g)
+		h.used += n + 2*g
+	} else if base, err = h.b.New(dt, n+2*g); err != nil {
 		return nil, err
 	}
 	o := &operand{base: base, n: n, guard: g, sentinel: round(dt, sentinel), view: h.b.View(base, g, shape...)}

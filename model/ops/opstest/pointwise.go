@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/luminaweb/lumina/model/ops"
+	"github.com/luminaweb/lumina/model/tensor"
 	"github.com/luminaweb/lumina/shaders/ref"
 )
 
@@ -371,6 +372,25 @@ func copyCase(cols, skip int, rows ...int) Case {
 	}}
 }
 
+// copyWithinCase copies the first rows of a tensor over its last rows:
+// source and destination are views of one tensor (on the GPU one buffer,
+// which WebGPU cannot copy within).
+func copyWithinCase(rows, cols int) Case {
+	return Case{Op: "Copy", Params: fmt.Sprintf("within,rows=%d,cols=%d", rows, cols), run: func(h *harness) error {
+		pb, err := pointwiseOf(h)
+		if err != nil {
+			return err
+		}
+		out, err := h.alloc(tensor.F32, []int{2 * rows, cols}, func(int) float32 { return float32(2*h.rng.Float64() - 1) })
+		if err != nil {
+			return err
+		}
+		pb.Copy(h.b.View(out.view, rows*cols, rows, cols), h.b.View(out.view, 0, rows, cols))
+		want := append(append([]float32(nil), out.host[:rows*cols]...), out.host[:rows*cols]...)
+		return h.result(out, want, nil, exactTol)
+	}}
+}
+
 func pointwiseCases(cfg Config, rng *rand.Rand) []Case {
 	var cs []Case
 	// Elementwise: size 1, a prime, workgroup size 256 −1/0/+1, rows not a
@@ -437,6 +457,8 @@ func pointwiseCases(cfg Config, rng *rand.Rand) []Case {
 		copyCase(1023, 0, 3, 5), // concat
 		copyCase(7, 2, 4, 1, 3), // concat of slices
 		copyCase(2304, 11, 77),  // caption rows out of a padded buffer
+		copyWithinCase(1, 1),
+		copyWithinCase(5, 1023), // two views of one tensor
 	)
 	for range cfg.Random {
 		r, c := 1+rng.IntN(100), 1+rng.IntN(2000)
