@@ -200,29 +200,11 @@ func (p *Pipeline) encode(ctx context.Context, prompts []string) (*ops.Tensor, [
 	return p.encodeIDs(ctx, ids)
 }
 
-// encodeIDs is encode for token ids.
+// encodeIDs is encode for token ids. The embedding rows come from the
+// checkpoint (only the prompt's tokens are read), never from a table on the
+// device.
 func (p *Pipeline) encodeIDs(ctx context.Context, ids [][]int) (*ops.Tensor, []int, error) {
-	L := 0
-	for _, row := range ids {
-		L = max(L, len(row))
-	}
-	flat := make([]float32, len(ids)*L)
-	lens := make([]int, len(ids))
-	for i, row := range ids {
-		lens[i] = len(row)
-		for j, id := range row {
-			flat[i*L+j] = float32(id)
-		}
-	}
-	t, err := p.b.New(tensor.F32, len(ids), L)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer p.b.Release(t)
-	if err := p.b.Write(t, flat); err != nil {
-		return nil, nil, err
-	}
-	feats, err := p.text.Encode(t, lens, p.textN)
+	feats, lens, err := p.text.EncodeTokens(ids, p.textN)
 	if err != nil {
 		return nil, nil, fmt.Errorf("model: encode: %w", err)
 	}

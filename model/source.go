@@ -137,6 +137,9 @@ func (p *Pipeline) load(srcs [3]weights.Source, gcfg gemma2.Config, dcfg dit.Con
 	if dcfg.CapFeatDim != gcfg.HiddenSize {
 		return fmt.Errorf("model: the transformer takes %d-wide caption features but the text encoder makes %d: the components do not belong together", dcfg.CapFeatDim, gcfg.HiddenSize)
 	}
+	if p.tok != nil && p.tok.VocabSize() > gcfg.VocabSize {
+		return fmt.Errorf("model: the tokenizer has %d ids but the text encoder only %d: they do not belong together", p.tok.VocabSize(), gcfg.VocabSize)
+	}
 	if dcfg.InChannels != vcfg.LatentChannels {
 		return fmt.Errorf("model: the transformer makes %d latent channels but the VAE decodes %d: the components do not belong together", dcfg.InChannels, vcfg.LatentChannels)
 	}
@@ -148,7 +151,7 @@ func (p *Pipeline) load(srcs [3]weights.Source, gcfg gemma2.Config, dcfg dit.Con
 	gl := &nn.Loader{B: p.b, Src: gsrc}
 	p.loaders = append(p.loaders, gl)
 	p.textN = gcfg.NumHiddenLayers - 1 // hidden_states[-2] (spec §1.4)
-	if p.text, err = gemma2.LoadLayers(gl, gcfg, p.textN); err != nil {
+	if p.text, err = gemma2.LoadStreamed(gl, gcfg, p.textN); err != nil {
 		return fmt.Errorf("model: text encoder: %w", err)
 	}
 	p.progress(StageLoad, 1, 3, start)

@@ -13,6 +13,7 @@ import (
 	"github.com/luminaweb/lumina/model/internal/nn"
 	"github.com/luminaweb/lumina/model/ops"
 	"github.com/luminaweb/lumina/model/tensor"
+	"github.com/luminaweb/lumina/model/weights"
 )
 
 // Model holds the encoder's weights, named after the HF Gemma2 checkpoint
@@ -35,6 +36,9 @@ type Model struct {
 	Hook func(name string, t *ops.Tensor)
 
 	b ops.Backend
+	// rows reads embedding rows from the checkpoint when the table is not
+	// on the device (LoadStreamed); nil otherwise.
+	rows func(id int) ([]float32, error)
 }
 
 // Layer is one decoder layer's weights (H·Dh need not equal D).
@@ -68,7 +72,22 @@ func LoadLayers(l *nn.Loader, cfg Config, n int) (*Model, error) {
 	return load(l, cfg, n, false)
 }
 
+// LoadStreamed is LoadLayers without uploading the embedding table
+// (256000 × 2304 in the real model, larger than many GPUs' buffer limit):
+// EncodeTokens reads only the rows of the prompt's tokens from the
+// checkpoint (by range where the source supports it).
+func LoadStreamed(l *nn.Loader, cfg Config, n int) (*Model, error) {
+	if n < 0 || n > cfg.NumHiddenLayers {
+		return nil, fmt.Errorf("gemma2: %d layers requested, the model has %d", n, cfg.NumHiddenLayers)
+	}
+	return loadWith(l, cfg, n, false, true)
+}
+
 func load(l *nn.Loader, cfg Config, n int, withNorm bool) (*Model, error) {
+	return loadWith(l, cfg, n, withNorm, false)
+}
+
+func loadWith(l *nn.Loader, cfg Config, n int, withNorm, stream bool) (*Model, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -93,7 +112,20 @@ func load(l *nn.Loader, cfg Config, n int, withNorm bool) (*Model, error) {
 	D, I := cfg.HiddenSize, cfg.IntermediateSize
 	Q, KV := cfg.NumAttentionHeads*cfg.HeadDim, cfg.NumKeyValueHeads*cfg.HeadDim
 	m := &Model{Cfg: cfg, b: l.B}
-	m.EmbedTokens = get("embed_tokens.weight", cfg.VocabSize, D)
+	if stream {
+		name := pfx + "embed_tokens.weight"
+		if info, ok := l.Info(name); l.Src != nil && (!ok || !info.Shape.Equal(tensor.Shape{cfg.VocabSize, D})) {
+			return nil, fmt.Errorf("gemma2: tensor %q: %v, expected [%d,%d]", l.Prefix+name, info.Shape, cfg.VocabSize, D)
+		}
+		m.rows = func(id int) ([]float32, error) {
+			if l.Src == nil { // a memory plan: no data
+				return make([]float32, D), nil
+			}
+			return weights.Rows(l.Src, l.Prefix+name, id, 1)
+		}
+	} else {
+		m.EmbedTokens = get("embed_tokens.weight", cfg.VocabSize, D)
+	}
 	m.Layers = make([]Layer, n)
 	for i := range m.Layers {
 		p := "layers." + strconv.Itoa(i) + "."
@@ -167,13 +199,108 @@ func (m *Model) Encode(ids *ops.Tensor, lens []int, layers int) (*ops.Tensor, er
 		return nil, fmt.Errorf("gemma2: Encode: %w", firstErr(s.Err, err))
 	}
 
-	m.embed(f.h, ids, f.e)
-	m.hook("embed", f.h, B, L)
-	for i := range layers {
-		f.layer(i)
-		m.hook("layers."+strconv.Itoa(i), f.h, B, L)
+	if m.EmbedTokens == nil {
+		b.Release(out)
+		return nil, fmt.Errorf("gemma2: Encode: the embedding table is not on the device (LoadStreamed): use EncodeTokens")
 	}
+	m.embed(f.h, ids, f.e)
+	f.layers(layers)
 	return out, nil
+}
+
+// layers runs the first n layers on f.h.
+func (f *forward) layers(n int) {
+	m := f.m
+	m.hook("embed", f.h, f.B, f.L)
+	for i := range n {
+		f.layer(i)
+		m.hook("layers."+strconv.Itoa(i), f.h, f.B, f.L)
+	}
+}
+
+// EncodeTokens is Encode for token ids on the host, one row per prompt
+// (right-padded internally to the longest): it returns the (B, L, D)
+// features and each prompt's length. With the table on the device it
+// gathers there; with LoadStreamed it reads each distinct id's row from the
+// checkpoint, scales it by √D in f32 as the device would, and uploads the
+// (B·L, D) embeddings. Ids outside the vocabulary are an error.
+func (m *Model) EncodeTokens(ids [][]int, layers int) (*ops.Tensor, []int, error) {
+	B, L := len(ids), 0
+	lens := make([]int, B)
+	for i, row := range ids {
+		lens[i] = len(row)
+		L = max(L, len(row))
+		for _, id := range row {
+			if id < 0 || id >= m.Cfg.VocabSize {
+				return nil, nil, fmt.Errorf("gemma2: token id %d is outside the vocabulary of %d", id, m.Cfg.VocabSize)
+			}
+		}
+	}
+	if B == 0 || L == 0 {
+		return nil, nil, fmt.Errorf("gemma2: EncodeTokens: no tokens")
+	}
+	b, D := m.b, m.Cfg.HiddenSize
+	if m.rows == nil {
+		flat := make([]float32, B*L)
+		for i, row := range ids {
+			for j, id := range row {
+				flat[i*L+j] = float32(id)
+			}
+		}
+		t, err := b.New(tensor.F32, B, L)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer b.Release(t)
+		if err := b.Write(t, flat); err != nil {
+			return nil, nil, err
+		}
+		out, err := m.Encode(t, lens, layers)
+		return out, lens, err
+	}
+	if layers < 0 || layers > len(m.Layers) {
+		return nil, nil, fmt.Errorf("gemma2: EncodeTokens: %d layers requested, %d loaded", layers, len(m.Layers))
+	}
+	scale := float32(math.Sqrt(float64(D)))
+	emb := make([]float32, B*L*D) // padded rows stay zero (garbage to the caller)
+	cache := map[int][]float32{}
+	for i, row := range ids {
+		for j, id := range row {
+			r, ok := cache[id]
+			if !ok {
+				v, err := m.rows(id)
+				if err != nil {
+					return nil, nil, fmt.Errorf("gemma2: embedding row %d: %w", id, err)
+				}
+				r = make([]float32, D)
+				for k, x := range v {
+					r[k] = x * scale
+				}
+				cache[id] = r
+			}
+			copy(emb[(i*L+j)*D:], r)
+		}
+	}
+	out, err := b.New(tensor.F32, B, L, D)
+	if err != nil {
+		return nil, nil, fmt.Errorf("gemma2: EncodeTokens: %w", err)
+	}
+	s := &nn.Scope{B: b}
+	defer s.Release()
+	f := forward{m: m, s: s, B: B, L: L, h: b.View(out, 0, B*L, D)}
+	f.alloc()
+	if s.Err == nil {
+		err = f.upload(lens)
+	}
+	if err == nil && s.Err == nil {
+		err = b.Write(out, emb)
+	}
+	if s.Err != nil || err != nil {
+		b.Release(out)
+		return nil, nil, fmt.Errorf("gemma2: EncodeTokens: %w", firstErr(s.Err, err))
+	}
+	f.layers(layers)
+	return out, lens, nil
 }
 
 func firstErr(errs ...error) error {
