@@ -158,6 +158,10 @@ func (p *Pipeline) generate(ctx context.Context, r resolved) (*image.NRGBA, erro
 		return nil, err
 	}
 	defer release()
+	// The DiT keeps per-geometry tables (RoPE, masks, cache residuals) for
+	// the steps of this image; free them after, so that a long session of
+	// prompts of every length does not accumulate them.
+	defer p.dit.Release()
 	p.dit.ResetCache()
 	if r.Cache > 0 {
 		tc := &teaCache{ctx: ctx, b: p.b, steps: total, thresh: r.Cache}

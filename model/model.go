@@ -127,6 +127,7 @@ type Pipeline struct {
 	def     defaults
 	name    string
 	stats   Stats
+	planner *planner // the memory plan of this model, to check requests (GPU only)
 }
 
 // defaults are a model's sampler and size defaults.
@@ -156,6 +157,10 @@ func (p *Pipeline) Stats() Stats { return p.stats }
 func (p *Pipeline) Close() {
 	if p == nil || p.b == nil {
 		return
+	}
+	if p.planner != nil {
+		p.planner.p.Close()
+		p.planner = nil
 	}
 	if p.dit != nil {
 		p.dit.Release()
@@ -207,6 +212,15 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*image.NRGBA, err
 	r, err := p.resolve(req)
 	if err != nil {
 		return nil, err
+	}
+	if p.planner != nil {
+		mp, err := p.planner.plan(ctx, PlanRequest{Width: r.Width, Height: r.Height})
+		if err == nil {
+			err = mp.Check(p.dev.Limits())
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	return p.generate(ctx, r)
 }

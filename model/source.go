@@ -37,6 +37,20 @@ func Open(ctx context.Context, source string, cfg Config) (*Pipeline, error) {
 		return nil, err
 	}
 	p := &Pipeline{cfg: cfg, b: b, dev: dev, ownDev: own}
+	if dev != nil {
+		// Check the memory plan against the device before loading
+		// anything: a model that cannot fit fails here, with what to lower.
+		if p.planner, err = newPlanner(source); err == nil {
+			var mp *MemoryPlan
+			if mp, err = p.planner.plan(ctx, PlanRequest{Source: source}); err == nil {
+				err = mp.Check(dev.Limits())
+			}
+		}
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
 	p.progress(StageLoad, 0, 3, start)
 	switch {
 	case source == "" || source == "demo":
@@ -144,7 +158,7 @@ func (p *Pipeline) load(srcs [3]weights.Source, gcfg gemma2.Config, dcfg dit.Con
 		return fmt.Errorf("model: the transformer makes %d latent channels but the VAE decodes %d: the components do not belong together", dcfg.InChannels, vcfg.LatentChannels)
 	}
 	var err error
-	gsrc, err := weights.DetectGemma(srcs[0])
+	gsrc, err := detect(weights.DetectGemma, srcs[0])
 	if err != nil {
 		return fmt.Errorf("model: text encoder: %w", err)
 	}
@@ -155,7 +169,7 @@ func (p *Pipeline) load(srcs [3]weights.Source, gcfg gemma2.Config, dcfg dit.Con
 		return fmt.Errorf("model: text encoder: %w", err)
 	}
 	p.progress(StageLoad, 1, 3, start)
-	dsrc, err := weights.DetectDiT(srcs[1])
+	dsrc, err := detect(weights.DetectDiT, srcs[1])
 	if err != nil {
 		return fmt.Errorf("model: transformer: %w", err)
 	}
@@ -165,7 +179,7 @@ func (p *Pipeline) load(srcs [3]weights.Source, gcfg gemma2.Config, dcfg dit.Con
 		return fmt.Errorf("model: transformer: %w", err)
 	}
 	p.progress(StageLoad, 2, 3, start)
-	vsrc, err := weights.DetectVAE(srcs[2])
+	vsrc, err := detect(weights.DetectVAE, srcs[2])
 	if err != nil {
 		return fmt.Errorf("model: VAE: %w", err)
 	}
@@ -176,6 +190,19 @@ func (p *Pipeline) load(srcs [3]weights.Source, gcfg gemma2.Config, dcfg dit.Con
 	}
 	p.progress(StageLoad, 3, 3, start)
 	return nil
+}
+
+// detect maps a source to canonical names; no source (a memory plan) stays
+// none.
+func detect(f func(weights.Source) (*weights.Mapped, error), src weights.Source) (weights.Source, error) {
+	if src == nil {
+		return nil, nil
+	}
+	m, err := f(src)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // loadHF loads a Hugging Face snapshot folder of Lumina-Image-2.0.
@@ -257,3 +284,5 @@ func openWeights(dir string) (weights.Source, error) {
 	}
 	return nil, fmt.Errorf("model: %d .safetensors files and no index in %s", len(files), dir)
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

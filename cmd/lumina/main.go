@@ -37,6 +37,8 @@ func main() {
 		err = info(os.Args[2:])
 	case "generate":
 		err = generate(os.Args[2:])
+	case "plan":
+		err = plan(os.Args[2:])
 	case "wasmtest":
 		var code int
 		code, err = wasmtest(os.Args[2:])
@@ -63,6 +65,8 @@ func usage() {
 commands:
   generate  draw an image from a prompt (lumina generate --prompt "..." --out x.png;
             without --model, the embedded demo model of coloured shapes)
+  plan      the GPU memory a generation needs per stage, from the configs alone
+            (lumina plan --width 1024 --height 1024)
   info      show the WebGPU adapter, its limits and features, and check the
             GPU ops against the float64 reference
   wasmtest  run a GOOS=wasip1 program (a test binary) inside the wasm host,

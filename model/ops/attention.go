@@ -133,6 +133,9 @@ func attnMask(o AttnOptions, keyLen []float32) ref.AttnMask {
 func (c *CPU) Rope(dst, x, cs *Tensor, mode RopeMode) {
 	checkOwner(c, "Rope", dst, x, cs)
 	B, L, H, Dh, _ := ropeShapes(dst, x, cs, mode)
+	if c.dry {
+		return // a memory plan: shapes checked, nothing computed
+	}
 	ref.Rope(c.data(dst), c.data(x), c.data(cs), B, L, H, Dh, mode == RopeInterleaved)
 }
 
@@ -142,6 +145,9 @@ func (c *CPU) Attention(dst, q, k, v *Tensor, o AttnOptions) {
 		checkOwner(c, "Attention", o.KeyLen)
 	}
 	sh := attnShapes(dst, q, k, v, o)
+	if c.dry {
+		return // a memory plan: shapes checked, nothing computed
+	}
 	ref.Attention(c.data(dst), c.data(q), c.data(k), c.data(v), sh, attnMask(o, c.data(o.KeyLen)), nil)
 }
 

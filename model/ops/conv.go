@@ -77,12 +77,18 @@ func (c *CPU) Conv2D(dst, x, w, bias *Tensor, pad int) {
 		checkOwner(c, "Conv2D", bias)
 	}
 	g := convShapes(dst, x, w, bias, pad)
+	if c.dry {
+		return // a memory plan: shapes checked, nothing computed
+	}
 	ref.Conv2D(c.data(dst), c.data(x), c.data(w), c.data(bias), g.B, g.Ci, g.Co, g.H, g.W, g.k, g.pad)
 }
 
 func (c *CPU) Gather(dst, table, ids *Tensor) {
 	checkOwner(c, "Gather", dst, table, ids)
 	_, V, D := gatherShapes(dst, table, ids)
+	if c.dry {
+		return // a memory plan: shapes checked, nothing computed
+	}
 	ref.Gather(c.data(dst), c.data(table), c.data(ids), V, D)
 }
 

@@ -83,24 +83,36 @@ func groupShapes(dst, x, w, b *Tensor, groups int) (B, C, S int) {
 func (c *CPU) RMSNorm(dst, x, w *Tensor, eps float32, plusOne bool) {
 	checkOwner(c, "RMSNorm", dst, x, w)
 	_, D := rmsShapes(dst, x, w)
+	if c.dry {
+		return // a memory plan: shapes checked, nothing computed
+	}
 	ref.RMSNorm(c.data(dst), c.data(x), c.data(w), D, eps, plusOne)
 }
 
 func (c *CPU) LayerNorm(dst, x *Tensor, eps float32) {
 	checkOwner(c, "LayerNorm", dst, x)
 	_, n := rowShapes("LayerNorm", dst, x)
+	if c.dry {
+		return // a memory plan: shapes checked, nothing computed
+	}
 	ref.LayerNorm(c.data(dst), c.data(x), n, eps)
 }
 
 func (c *CPU) GroupNorm(dst, x, w, b *Tensor, groups int, eps float32) {
 	checkOwner(c, "GroupNorm", dst, x, w, b)
 	B, C, S := groupShapes(dst, x, w, b, groups)
+	if c.dry {
+		return // a memory plan: shapes checked, nothing computed
+	}
 	ref.GroupNorm(c.data(dst), c.data(x), c.data(w), c.data(b), B, C, S, groups, eps)
 }
 
 func (c *CPU) Softmax(dst, x *Tensor) {
 	checkOwner(c, "Softmax", dst, x)
 	_, n := rowShapes("Softmax", dst, x)
+	if c.dry {
+		return // a memory plan: shapes checked, nothing computed
+	}
 	ref.Softmax(c.data(dst), c.data(x), n)
 }
 

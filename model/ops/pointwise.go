@@ -222,12 +222,18 @@ func sameStore(a, b *Tensor) bool {
 func (c *CPU) Mul(dst, a, b *Tensor) {
 	checkOwner(c, "Mul", dst, a, b)
 	bcastShapes("Mul", dst, a, b)
+	if c.dry {
+		return // a memory plan: shapes checked, nothing computed
+	}
 	ref.Mul(c.data(dst), c.data(a), c.data(b))
 }
 
 func (c *CPU) Scale(dst, x *Tensor, s float32) {
 	checkOwner(c, "Scale", dst, x)
 	sameShapes("Scale", dst, x)
+	if c.dry {
+		return // a memory plan: shapes checked, nothing computed
+	}
 	ref.Scale(c.data(dst), c.data(x), s)
 }
 
@@ -235,6 +241,9 @@ func (c *CPU) Act(dst, x *Tensor, act Activation) {
 	checkOwner(c, "Act", dst, x)
 	sameShapes("Act", dst, x)
 	checkAct("Act", act)
+	if c.dry {
+		return // a memory plan: shapes checked, nothing computed
+	}
 	ref.Act(c.data(dst), c.data(x), act.ref())
 }
 
@@ -242,54 +251,81 @@ func (c *CPU) Gate(dst, a, b *Tensor, act Activation) {
 	checkOwner(c, "Gate", dst, a, b)
 	sameShapes("Gate", dst, a, b)
 	checkAct("Gate", act)
+	if c.dry {
+		return // a memory plan: shapes checked, nothing computed
+	}
 	ref.Gate(c.data(dst), c.data(a), c.data(b), act.ref())
 }
 
 func (c *CPU) Modulate(dst, x, scale *Tensor) {
 	checkOwner(c, "Modulate", dst, x, scale)
 	B, L, D := perSampleShapes("Modulate", dst, scale, x)
+	if c.dry {
+		return // a memory plan: shapes checked, nothing computed
+	}
 	ref.Modulate(c.data(dst), c.data(x), c.data(scale), B, L, D)
 }
 
 func (c *CPU) GatedAdd(dst, x, y, gate *Tensor) {
 	checkOwner(c, "GatedAdd", dst, x, y, gate)
 	B, L, D := perSampleShapes("GatedAdd", dst, gate, x, y)
+	if c.dry {
+		return // a memory plan: shapes checked, nothing computed
+	}
 	ref.GatedAdd(c.data(dst), c.data(x), c.data(y), c.data(gate), B, L, D)
 }
 
 func (c *CPU) Timestep(dst, t *Tensor) {
 	checkOwner(c, "Timestep", dst, t)
 	_, F := timestepShapes(dst, t)
+	if c.dry {
+		return // a memory plan: shapes checked, nothing computed
+	}
 	ref.Timestep(c.data(dst), c.data(t), F)
 }
 
 func (c *CPU) Patchify(dst, x *Tensor, p int) {
 	checkOwner(c, "Patchify", dst, x)
 	B, C, H, W := patchShapes("Patchify", x, dst, p)
+	if c.dry {
+		return // a memory plan: shapes checked, nothing computed
+	}
 	ref.Patchify(c.data(dst), c.data(x), B, C, H, W, p)
 }
 
 func (c *CPU) Unpatchify(dst, x *Tensor, p int) {
 	checkOwner(c, "Unpatchify", dst, x)
 	B, C, H, W := patchShapes("Unpatchify", dst, x, p)
+	if c.dry {
+		return // a memory plan: shapes checked, nothing computed
+	}
 	ref.Unpatchify(c.data(dst), c.data(x), B, C, H, W, p)
 }
 
 func (c *CPU) Upsample2x(dst, x *Tensor) {
 	checkOwner(c, "Upsample2x", dst, x)
 	B, C, H, W := upsampleShapes(dst, x)
+	if c.dry {
+		return // a memory plan: shapes checked, nothing computed
+	}
 	ref.Upsample2x(c.data(dst), c.data(x), B, C, H, W)
 }
 
 func (c *CPU) Transpose(dst, x *Tensor) {
 	checkOwner(c, "Transpose", dst, x)
 	B, R, C := transposeShapes(dst, x)
+	if c.dry {
+		return // a memory plan: shapes checked, nothing computed
+	}
 	ref.Transpose(c.data(dst), c.data(x), B, R, C)
 }
 
 func (c *CPU) Copy(dst, src *Tensor) {
 	checkOwner(c, "Copy", dst, src)
 	copyShapes(dst, src)
+	if c.dry {
+		return // a memory plan: shapes checked, nothing computed
+	}
 	copy(c.data(dst), c.data(src))
 }
 

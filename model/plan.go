@@ -1,0 +1,240 @@
+package model
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/luminaweb/lumina/model/internal/dit"
+	"github.com/luminaweb/lumina/model/internal/gemma2"
+	"github.com/luminaweb/lumina/model/internal/vae"
+	"github.com/luminaweb/lumina/model/ops"
+	"github.com/luminaweb/lumina/model/weights"
+	"github.com/luminaweb/lumina/wgpu"
+)
+
+// The real Lumina-Image-2.0 configuration (the Hugging Face repository's
+// transformer/, text_encoder/ and vae/ config.json), for plans made
+// without the model at hand.
+//
+//go:embed presets/lumina2/*.json
+var presetFS embed.FS
+
+// StagePlan is the GPU memory of one stage.
+type StagePlan struct {
+	Stage Stage
+	// Peak is the most GPU bytes alive during the stage (weights
+	// included), as the GPU backend would allocate them.
+	Peak uint64
+}
+
+// MemoryPlan is what generating an image needs from a GPU.
+type MemoryPlan struct {
+	Model         string
+	Width, Height int
+	CaptionTokens int
+	Weights       uint64 // bytes of weights on the device
+	Stages        []StagePlan
+	Peak          uint64 // the largest stage peak
+	LargestTensor uint64 // the largest single buffer
+	LargestShape  string
+	Tensors       int
+}
+
+// PlanRequest says what to plan for.
+type PlanRequest struct {
+	// Source is "" for the real Lumina-Image-2.0 configuration, "demo" for
+	// the embedded demo, or a Hugging Face folder (only its configs are
+	// read: no weights are needed).
+	Source        string
+	Width, Height int // 0: the model's native size
+	// CaptionTokens is the prompt length in tokens (0: 256, the most the
+	// tokenizer gives, the worst case).
+	CaptionTokens int
+}
+
+// Plan runs the pipeline's code on a backend that allocates and computes
+// nothing, and reports the GPU memory each stage would hold: the plan comes
+// from the same code that allocates, for any configuration, without any
+// weights present.
+func Plan(ctx context.Context, pr PlanRequest) (*MemoryPlan, error) {
+	pl, err := newPlanner(pr.Source)
+	if err != nil {
+		return nil, err
+	}
+	defer pl.p.Close()
+	return pl.plan(ctx, pr)
+}
+
+// planner is a pipeline on the plan backend, kept to check requests.
+type planner struct {
+	p    *Pipeline
+	b    *ops.CPU
+	name string
+}
+
+func newPlanner(source string) (*planner, error) {
+	b := ops.NewPlan()
+	p := &Pipeline{b: b}
+	gcfg, dcfg, vcfg, name, err := planConfigs(source)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.load([3]weights.Source{}, gcfg, dcfg, vcfg, time.Now()); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return &planner{p: p, b: b, name: name}, nil
+}
+
+func planConfigs(source string) (gemma2.Config, dit.Config, vae.Config, string, error) {
+	var gcfg gemma2.Config
+	var dcfg dit.Config
+	var vcfg vae.Config
+	read := func(name string) ([]byte, error) {
+		switch {
+		case source == "":
+			return presetFS.ReadFile("presets/lumina2/" + name + ".json")
+		case source == "demo":
+			return nil, nil
+		}
+		return os.ReadFile(filepath.Join(source, name, "config.json"))
+	}
+	if source == "demo" {
+		var dc demoConfig
+		raw, err := demoFS.ReadFile("demo/config.json")
+		if err == nil {
+			err = jsonUnmarshal(raw, &dc)
+		}
+		if err == nil {
+			gcfg, err = gemma2.ParseConfig(dc.TextEncoder.Config)
+		}
+		if err == nil {
+			dcfg, err = dit.ParseConfig(dc.Transformer.Config)
+		}
+		if err == nil {
+			vcfg, err = vae.ParseConfig(dc.VAE.Config)
+		}
+		return gcfg, dcfg, vcfg, "Lumina-Image 2.0 demo", err
+	}
+	raw, err := read("text_encoder")
+	if err == nil {
+		gcfg, err = gemma2.ParseConfig(raw)
+	}
+	if err == nil {
+		raw, err = read("transformer")
+	}
+	if err == nil {
+		dcfg, err = dit.ParseConfig(raw)
+	}
+	if err == nil {
+		raw, err = read("vae")
+	}
+	if err == nil {
+		vcfg, err = vae.ParseConfig(raw)
+	}
+	name := "Lumina-Image 2.0 (2.6B)"
+	if source != "" {
+		name = source
+	}
+	if err != nil {
+		return gcfg, dcfg, vcfg, name, fmt.Errorf("model: plan: %w", err)
+	}
+	return gcfg, dcfg, vcfg, name, nil
+}
+
+// plan measures the stages of one generation.
+func (pl *planner) plan(ctx context.Context, pr PlanRequest) (*MemoryPlan, error) {
+	p, b, name := pl.p, pl.b, pl.name
+	w, h := pr.Width, pr.Height
+	native := 1024 // the real model's training resolution
+	if pr.Source == "demo" {
+		native = 64
+	}
+	if w == 0 {
+		w = native
+	}
+	if h == 0 {
+		h = native
+	}
+	shape, err := p.latentShape(w, h)
+	if err != nil {
+		return nil, err
+	}
+	L := pr.CaptionTokens
+	if L == 0 {
+		L = 256
+	}
+	mp := &MemoryPlan{Model: name, Width: w, Height: h, CaptionTokens: L}
+	mp.Weights = b.PlanStats().Live
+	live := mp.Weights
+	defer func() { // leave only the weights, for the next plan
+		p.dit.Release() // the geometry's RoPE tables and masks
+		if st := b.PlanStats(); st.Live != live {
+			panic(fmt.Sprintf("model: plan leaked %d bytes", st.Live-live))
+		}
+	}()
+	ids := make([][]int, 2) // [prompt, negative], both padded to L
+	for i := range ids {
+		ids[i] = make([]int, L)
+		ids[i][0] = 2
+	}
+	stage := func(s Stage, run func() error) error {
+		b.ResetPeak()
+		if err := run(); err != nil {
+			return err
+		}
+		mp.Stages = append(mp.Stages, StagePlan{Stage: s, Peak: b.PlanStats().Peak})
+		return nil
+	}
+	var feats *ops.Tensor
+	var lens []int
+	err = stage(StageEncode, func() error {
+		var err error
+		feats, lens, err = p.text.EncodeTokens(ids, p.textN)
+		return err
+	})
+	if err == nil {
+		err = stage(StageDenoise, func() error {
+			r := resolved{Request: Request{Guidance: 4, Renorm: 1}}
+			v, release, err := p.velocity(ctx, r, shape, feats, lens, func(int) {})
+			if err != nil {
+				return err
+			}
+			defer release()
+			_, err = v(make([]float32, shape.Numel()), 0.5)
+			return err
+		})
+	}
+	if feats != nil {
+		b.Release(feats)
+	}
+	if err == nil {
+		err = stage(StageDecode, func() error {
+			_, _, _, err := p.decodeValues(ctx, make([]float32, shape.Numel()), shape)
+			return err
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("model: plan: %w", err)
+	}
+	st := b.PlanStats()
+	for _, s := range mp.Stages {
+		mp.Peak = max(mp.Peak, s.Peak)
+	}
+	mp.LargestTensor, mp.LargestShape, mp.Tensors = st.Largest, st.LargestShape.String(), st.Tensors
+	return mp, nil
+}
+
+// Check compares the plan with a device's limits: a buffer above
+// maxBufferSize is a *wgpu.LimitError that says what to lower.
+func (mp *MemoryPlan) Check(lim wgpu.Limits) error {
+	if mp.LargestTensor > lim.MaxBufferSize {
+		return &wgpu.LimitError{Name: "maxBufferSize", Need: mp.LargestTensor, Have: lim.MaxBufferSize,
+			What: fmt.Sprintf("a %dx%d image with %s (its largest tensor, %s)", mp.Width, mp.Height, mp.Model, mp.LargestShape)}
+	}
+	return nil
+}
