@@ -34,7 +34,7 @@ var allowed = map[string][]string{
 	"model/internal/vae":       {"model/ops", "model/tensor", "model/weights", "model/internal/nn"},
 	"model/internal/sched":     {"model/tensor"},
 	"model/internal/tokenizer": {"model/tensor"},
-	"model":                    {"model/*", "wgpu"},
+	"model":                    {"model/...", "wgpu"},
 	"web":                      {"model", "wgpu"},
 	"edge":                     {"model/weights"},
 	"cmd/lumina":               {"*", "!web"},
@@ -97,6 +97,10 @@ func permits(rules []string, imp string) bool {
 		case strings.HasPrefix(r, "!"):
 			if m, _ := path.Match(r[1:], imp); m || imp == r[1:] {
 				return false
+			}
+		case strings.HasSuffix(r, "/..."): // the tree below
+			if strings.HasPrefix(imp, strings.TrimSuffix(r, "...")) {
+				ok = true
 			}
 		default:
 			if m, _ := path.Match(r, imp); m || imp == r {
