@@ -267,12 +267,12 @@ func (g *GPU) Attention(dst, q, k, v *Tensor, o AttnOptions) {
 	// The running [max, Σexp] of every row between passes: O(B·Lq·H),
 	// from the pool, returned at once (later users are ordered after
 	// these dispatches).
-	state, err := g.New(tensor.F32, sh.B*sh.Lq*sh.H*2)
+	state, err := g.temp(tensor.F32, sh.B*sh.Lq*sh.H*2)
 	if err != nil {
 		g.setErr(fmt.Errorf("ops: Attention: %w", err))
 		return
 	}
-	defer g.Release(state)
+	defer g.releaseTemp(state)
 	// Passes of keys within the loop budget, shortened (at multiples of
 	// attnBK, which keeps the result bit-identical) until one kv head's
 	// keys of a pass fit one binding: (n−1)·Hkv·Dh + Dh elements.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/luminaweb/lumina/model/tensor"
 	"github.com/luminaweb/lumina/shaders"
@@ -38,7 +39,9 @@ type GPU struct {
 	pending int
 	err     error // sticky: first failure since the last Sync
 	kernels map[kernelKey]*wgpu.Kernel
-	pool    map[uint64][]*wgpu.Buffer
+	pool    map[uint64][]*wgpu.Buffer // free buffers by size, oldest first
+	temps   map[uint64][]*wgpu.Buffer // ops' own scratch, same order
+	seq     map[*wgpu.Buffer]int      // creation order of every buffer
 	all     []*wgpu.Buffer
 	allocs  int
 	matmulC map[string]float64
@@ -85,6 +88,40 @@ func (g *GPU) setErr(err error) {
 }
 
 func (g *GPU) New(dt tensor.DType, shape ...int) (*Tensor, error) {
+	return g.alloc(g.pool, dt, shape)
+}
+
+// temp allocates an op's own scratch tensor, released with releaseTemp
+// before the op returns. Scratch has its own pool, so that ops' temporaries
+// never take the buffers the model's tensors would get.
+func (g *GPU) temp(dt tensor.DType, shape ...int) (*Tensor, error) {
+	if g.temps == nil {
+		g.temps = map[uint64][]*wgpu.Buffer{}
+	}
+	return g.alloc(g.temps, dt, shape)
+}
+
+func (g *GPU) releaseTemp(t *Tensor) { g.free(g.temps, t) }
+
+// free returns a tensor's buffer to a pool, keeping the pool sorted by the
+// buffers' creation order.
+func (g *GPU) free(pool map[uint64][]*wgpu.Buffer, t *Tensor) {
+	st := t.store.(*gpuStore)
+	if st.buf == nil {
+		return
+	}
+	list := pool[st.buf.Size()]
+	i, _ := slices.BinarySearchFunc(list, g.seq[st.buf], func(b *wgpu.Buffer, s int) int { return g.seq[b] - s })
+	pool[st.buf.Size()] = slices.Insert(list, i, st.buf)
+	st.buf = nil
+}
+
+// alloc takes the oldest free buffer of the size, or makes one. Taking the
+// oldest (not the first or last released) makes the assignment depend only
+// on the set of free buffers: once a step starts with the same free set as
+// the step before, which it does after the first, every tensor gets the
+// same buffer as before, and every bind group is a cache hit.
+func (g *GPU) alloc(pool map[uint64][]*wgpu.Buffer, dt tensor.DType, shape []int) (*Tensor, error) {
 	s, err := newShape("New", shape)
 	if err != nil {
 		return nil, err
@@ -94,12 +131,9 @@ func (g *GPU) New(dt tensor.DType, shape ...int) (*Tensor, error) {
 	}
 	size := storageBytes(dt, s.Numel())
 	var buf *wgpu.Buffer
-	// First released, first reused: a step that allocates and releases
-	// the same tensors in the same order as the previous one gets the same
-	// buffers back, so its bind groups are cache hits.
-	if free := g.pool[size]; len(free) > 0 {
+	if free := pool[size]; len(free) > 0 {
 		buf = free[0]
-		g.pool[size] = free[1:]
+		pool[size] = free[1:]
 	} else {
 		buf, err = g.dev.NewBuffer(size, fmt.Sprintf("%s%s", dt, s))
 		if err != nil {
@@ -107,6 +141,10 @@ func (g *GPU) New(dt tensor.DType, shape ...int) (*Tensor, error) {
 		}
 		g.all = append(g.all, buf)
 		g.allocs++
+		if g.seq == nil {
+			g.seq = map[*wgpu.Buffer]int{}
+		}
+		g.seq[buf] = len(g.seq)
 	}
 	return &Tensor{shape: s, dtype: dt, store: &gpuStore{buf}, owner: g}, nil
 }
@@ -207,8 +245,7 @@ func (g *GPU) Release(t *Tensor) {
 	if st.buf == nil {
 		return
 	}
-	g.pool[st.buf.Size()] = append(g.pool[st.buf.Size()], st.buf)
-	st.buf = nil
+	g.free(g.pool, t)
 }
 
 // flush submits the recorded work and returns the sticky error.
@@ -234,7 +271,7 @@ func (g *GPU) Close() {
 	for _, b := range g.all {
 		b.Destroy()
 	}
-	g.all, g.pool = nil, nil
+	g.all, g.pool, g.temps = nil, nil, nil
 }
 
 func (g *GPU) kernel(family, entry string, consts map[string]float64) *wgpu.Kernel {
@@ -399,14 +436,14 @@ func (g *GPU) distinct(dst *Tensor, inputs ...*Tensor) (out *Tensor, done func()
 	if !shares(dst, inputs...) {
 		return dst, func() {}
 	}
-	s, err := g.New(dst.dtype, dst.shape...)
+	s, err := g.temp(dst.dtype, dst.shape...)
 	if err != nil {
 		g.setErr(fmt.Errorf("ops: scratch output for %s: %w", dst, err))
 		return nil, func() {}
 	}
 	return s, func() {
 		g.copy(dst, s)
-		g.Release(s)
+		g.releaseTemp(s)
 	}
 }
 

@@ -526,14 +526,14 @@ func (g *GPU) Copy(dst, src *Tensor) {
 		g.copy(dst, src)
 		return
 	}
-	s, err := g.New(src.dtype, src.shape...)
+	s, err := g.temp(src.dtype, src.shape...)
 	if err != nil {
 		g.setErr(fmt.Errorf("ops: Copy: scratch: %w", err))
 		return
 	}
 	g.copy(s, src)
 	g.copy(dst, s)
-	g.Release(s)
+	g.releaseTemp(s)
 }
 
 // copy records a copy of src's elements into dst (f32, different buffers).

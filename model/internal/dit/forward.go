@@ -49,17 +49,20 @@ func (m *Model) Forward(x, t, capFeats *ops.Tensor, capLens []int) (*ops.Tensor,
 	if err != nil {
 		return nil, err
 	}
-	out, err := m.b.New(tensor.F32, B, c.InChannels, H, W)
-	if err != nil {
-		return nil, fmt.Errorf("dit: Forward: %w", err)
-	}
+	// The scratch is allocated before the output and released when this
+	// returns, the output later by the caller: with the backend's
+	// first-released-first-reused pool, every step then gets the same
+	// buffers back and no new bind group is made after the first step.
 	s := &nn.Scope{B: m.b}
 	defer s.Release()
 	f := &forward{m: m, b: m.b, s: s, pl: pl}
 	f.alloc()
 	if s.Err != nil {
-		m.b.Release(out)
 		return nil, fmt.Errorf("dit: Forward: %w", s.Err)
+	}
+	out, err := m.b.New(tensor.F32, B, c.InChannels, H, W)
+	if err != nil {
+		return nil, fmt.Errorf("dit: Forward: %w", err)
 	}
 	f.run(out, x, t, capFeats)
 	if s.Err != nil { // the hooks' scratch
