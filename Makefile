@@ -90,7 +90,7 @@ test-wasip1: build
 	@echo "wasm-hosted GPU conformance: $$(wc -l < build/digests-wasm.txt) outputs identical to native"
 
 bench: deps xdg
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./model/ops/
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./model/ops/
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
