@@ -175,6 +175,7 @@ func (p *Pipeline) generate(ctx context.Context, r resolved) (*image.NRGBA, erro
 	}
 	p.stats.Evals = nfe
 	p.stats.Denoise = time.Since(t1)
+	p.lastLatent = append(p.lastLatent[:0], x...)
 
 	// 3. Decode (spec §4.9, §5.6).
 	t2 := time.Now()

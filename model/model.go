@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"net/http"
 	"time"
 
 	"github.com/luminaweb/lumina/model/internal/dit"
@@ -45,6 +46,8 @@ type Config struct {
 	Device *wgpu.Device
 	// Progress, when set, is called at every stage and step.
 	Progress func(Progress)
+	// HTTPClient fetches packs given by URL (nil: http.DefaultClient).
+	HTTPClient *http.Client
 }
 
 // Stage names a part of the work, for progress reports.
@@ -127,7 +130,10 @@ type Pipeline struct {
 	def     defaults
 	name    string
 	stats   Stats
-	planner *planner // the memory plan of this model, to check requests (GPU only)
+	planner *planner    // the memory plan of this model, to check requests (GPU only)
+	comps   *components // where the weights come from
+	// lastLatent is the last image's denoised latent (for tests).
+	lastLatent []float32
 }
 
 // defaults are a model's sampler and size defaults.
@@ -167,6 +173,9 @@ func (p *Pipeline) Close() {
 	}
 	for _, l := range p.loaders {
 		l.Release()
+	}
+	if p.comps != nil {
+		p.comps.close()
 	}
 	p.b.Close()
 	if p.ownDev && p.dev != nil {

@@ -3,9 +3,8 @@ package model
 import (
 	"context"
 	"embed"
+	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/luminaweb/lumina/model/internal/dit"
@@ -61,7 +60,39 @@ type PlanRequest struct {
 // from the same code that allocates, for any configuration, without any
 // weights present.
 func Plan(ctx context.Context, pr PlanRequest) (*MemoryPlan, error) {
-	pl, err := newPlanner(pr.Source)
+	var gcfg gemma2.Config
+	var dcfg dit.Config
+	var vcfg vae.Config
+	name, native := "Lumina-Image 2.0 (2.6B)", 1024
+	if pr.Source == "" {
+		raw := map[string]json.RawMessage{}
+		for _, c := range []string{"text_encoder", "transformer", "vae"} {
+			b, err := presetFS.ReadFile("presets/lumina2/" + c + ".json")
+			if err != nil {
+				return nil, err
+			}
+			raw[c] = b
+		}
+		c := &components{rawConfigs: raw}
+		if err := c.parseConfigs(); err != nil {
+			return nil, fmt.Errorf("model: plan: %w", err)
+		}
+		gcfg, dcfg, vcfg = c.gcfg, c.dcfg, c.vcfg
+	} else {
+		c, err := openComponents(ctx, pr.Source, nil)
+		if err != nil {
+			return nil, err
+		}
+		c.close()
+		gcfg, dcfg, vcfg, name, native = c.gcfg, c.dcfg, c.vcfg, c.name, c.def.width
+	}
+	if pr.Width == 0 {
+		pr.Width = native
+	}
+	if pr.Height == 0 {
+		pr.Height = pr.Width
+	}
+	pl, err := newPlanner(gcfg, dcfg, vcfg, name)
 	if err != nil {
 		return nil, err
 	}
@@ -76,13 +107,9 @@ type planner struct {
 	name string
 }
 
-func newPlanner(source string) (*planner, error) {
+func newPlanner(gcfg gemma2.Config, dcfg dit.Config, vcfg vae.Config, name string) (*planner, error) {
 	b := ops.NewPlan()
 	p := &Pipeline{b: b}
-	gcfg, dcfg, vcfg, name, err := planConfigs(source)
-	if err != nil {
-		return nil, err
-	}
 	if err := p.load([3]weights.Source{}, gcfg, dcfg, vcfg, time.Now()); err != nil {
 		p.Close()
 		return nil, err
@@ -90,75 +117,12 @@ func newPlanner(source string) (*planner, error) {
 	return &planner{p: p, b: b, name: name}, nil
 }
 
-func planConfigs(source string) (gemma2.Config, dit.Config, vae.Config, string, error) {
-	var gcfg gemma2.Config
-	var dcfg dit.Config
-	var vcfg vae.Config
-	read := func(name string) ([]byte, error) {
-		switch {
-		case source == "":
-			return presetFS.ReadFile("presets/lumina2/" + name + ".json")
-		case source == "demo":
-			return nil, nil
-		}
-		return os.ReadFile(filepath.Join(source, name, "config.json"))
-	}
-	if source == "demo" {
-		var dc demoConfig
-		raw, err := demoFS.ReadFile("demo/config.json")
-		if err == nil {
-			err = jsonUnmarshal(raw, &dc)
-		}
-		if err == nil {
-			gcfg, err = gemma2.ParseConfig(dc.TextEncoder.Config)
-		}
-		if err == nil {
-			dcfg, err = dit.ParseConfig(dc.Transformer.Config)
-		}
-		if err == nil {
-			vcfg, err = vae.ParseConfig(dc.VAE.Config)
-		}
-		return gcfg, dcfg, vcfg, "Lumina-Image 2.0 demo", err
-	}
-	raw, err := read("text_encoder")
-	if err == nil {
-		gcfg, err = gemma2.ParseConfig(raw)
-	}
-	if err == nil {
-		raw, err = read("transformer")
-	}
-	if err == nil {
-		dcfg, err = dit.ParseConfig(raw)
-	}
-	if err == nil {
-		raw, err = read("vae")
-	}
-	if err == nil {
-		vcfg, err = vae.ParseConfig(raw)
-	}
-	name := "Lumina-Image 2.0 (2.6B)"
-	if source != "" {
-		name = source
-	}
-	if err != nil {
-		return gcfg, dcfg, vcfg, name, fmt.Errorf("model: plan: %w", err)
-	}
-	return gcfg, dcfg, vcfg, name, nil
-}
-
 // plan measures the stages of one generation.
 func (pl *planner) plan(ctx context.Context, pr PlanRequest) (*MemoryPlan, error) {
 	p, b, name := pl.p, pl.b, pl.name
 	w, h := pr.Width, pr.Height
-	native := 1024 // the real model's training resolution
-	if pr.Source == "demo" {
-		native = 64
-	}
-	if w == 0 {
-		w = native
-	}
-	if h == 0 {
-		h = native
+	if w == 0 || h == 0 {
+		return nil, fmt.Errorf("model: plan: no image size")
 	}
 	shape, err := p.latentShape(w, h)
 	if err != nil {

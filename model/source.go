@@ -6,8 +6,10 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/luminaweb/lumina/model/internal/dit"
@@ -26,23 +28,31 @@ import (
 //go:embed demo/config.json demo/dit.safetensors demo/text_encoder.safetensors demo/vae_decoder.safetensors demo/tokenizer.json
 var demoFS embed.FS
 
-// Open loads a pipeline. source is "" for the embedded demo model, or the
-// folder of a Hugging Face snapshot of Lumina-Image-2.0 as downloaded
-// (model_index.json, transformer/, text_encoder/, vae/, tokenizer/): the
-// configs found there decide the architecture.
+// Open loads a pipeline. source is one of:
+//   - "" (or "demo"): the embedded demo model;
+//   - the folder of a Hugging Face snapshot of Lumina-Image-2.0 as
+//     downloaded (model_index.json, transformer/, text_encoder/, vae/,
+//     tokenizer/): the configs found there decide the architecture;
+//   - a lumina pack: the folder or URL of its manifest.json (lumina pack
+//     writes them), read by range, each shard checked before use.
 func Open(ctx context.Context, source string, cfg Config) (*Pipeline, error) {
 	start := time.Now()
-	b, dev, own, err := backend(ctx, cfg)
+	c, err := openComponents(ctx, source, cfg.HTTPClient)
 	if err != nil {
 		return nil, err
 	}
-	p := &Pipeline{cfg: cfg, b: b, dev: dev, ownDev: own}
+	b, dev, own, err := backend(ctx, cfg)
+	if err != nil {
+		c.close()
+		return nil, err
+	}
+	p := &Pipeline{cfg: cfg, b: b, dev: dev, ownDev: own, comps: c, tok: c.tok, def: c.def, name: c.name}
 	if dev != nil {
 		// Check the memory plan against the device before loading
 		// anything: a model that cannot fit fails here, with what to lower.
-		if p.planner, err = newPlanner(source); err == nil {
+		if p.planner, err = newPlanner(c.gcfg, c.dcfg, c.vcfg, c.name); err == nil {
 			var mp *MemoryPlan
-			if mp, err = p.planner.plan(ctx, PlanRequest{Source: source}); err == nil {
+			if mp, err = p.planner.plan(ctx, PlanRequest{Width: c.def.width, Height: c.def.height}); err == nil {
 				err = mp.Check(dev.Limits())
 			}
 		}
@@ -52,12 +62,7 @@ func Open(ctx context.Context, source string, cfg Config) (*Pipeline, error) {
 		}
 	}
 	p.progress(StageLoad, 0, 3, start)
-	switch {
-	case source == "" || source == "demo":
-		err = p.loadDemo(ctx, start)
-	default:
-		err = p.loadHF(ctx, source, start)
-	}
+	err = p.load(c.srcs, c.gcfg, c.dcfg, c.vcfg, start)
 	if err == nil {
 		err = b.Sync(ctx)
 	}
@@ -66,6 +71,55 @@ func Open(ctx context.Context, source string, cfg Config) (*Pipeline, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// components is a model found at a source: its configs, weight sources
+// (not yet read), tokenizer and defaults.
+type components struct {
+	srcs       [3]weights.Source // text encoder, transformer, VAE
+	gcfg       gemma2.Config
+	dcfg       dit.Config
+	vcfg       vae.Config
+	tok        *tokenizer.Tokenizer
+	tokName    string // "tokenizer.json" or "tokenizer.model"
+	tokBytes   []byte // the tokenizer file, for packing
+	def        defaults
+	name       string
+	rawConfigs map[string]json.RawMessage // as found, for packing
+	closers    []interface{ Close() error }
+}
+
+func (c *components) close() {
+	for _, cl := range c.closers {
+		cl.Close()
+	}
+}
+
+func openComponents(ctx context.Context, source string, client *http.Client) (*components, error) {
+	switch {
+	case source == "" || source == "demo":
+		return openDemo()
+	case strings.HasPrefix(source, "http://") || strings.HasPrefix(source, "https://"):
+		base, file := splitManifest(source)
+		return openPack(&weights.HTTPFiles{Base: base, Client: client, Ctx: ctx}, file, source)
+	}
+	if st, err := os.Stat(source); err == nil && !st.IsDir() && strings.HasSuffix(source, ".json") {
+		return openPack(&weights.Dir{Path: filepath.Dir(source)}, filepath.Base(source), source)
+	}
+	if _, err := os.Stat(filepath.Join(source, packManifest)); err == nil {
+		return openPack(&weights.Dir{Path: source}, packManifest, source)
+	}
+	return openHF(source)
+}
+
+// splitManifest splits a pack URL into its base and manifest file name; a
+// URL that does not end in .json names the folder of a manifest.json.
+func splitManifest(u string) (base, file string) {
+	if strings.HasSuffix(u, ".json") {
+		i := strings.LastIndex(u, "/")
+		return u[:i], u[i+1:]
+	}
+	return strings.TrimSuffix(u, "/"), packManifest
 }
 
 // demoConfig is the part of demo/config.json the pipeline reads.
@@ -92,58 +146,66 @@ type demoConfig struct {
 	} `json:"pipeline"`
 }
 
-func (p *Pipeline) loadDemo(ctx context.Context, start time.Time) error {
+func openDemo() (*components, error) {
 	raw, err := demoFS.ReadFile("demo/config.json")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var dc demoConfig
 	if err := json.Unmarshal(raw, &dc); err != nil {
-		return fmt.Errorf("model: demo config: %w", err)
+		return nil, fmt.Errorf("model: demo config: %w", err)
 	}
-	open := func(name string) (weights.Source, error) {
+	c := &components{tokName: "tokenizer.json", name: "Lumina-Image 2.0 demo (embedded, 64×64 coloured shapes)"}
+	if c.tokBytes, err = demoFS.ReadFile("demo/tokenizer.json"); err != nil {
+		return nil, err
+	}
+	if c.tok, err = tokenizer.FromHFJSON(bytes.NewReader(c.tokBytes)); err != nil {
+		return nil, fmt.Errorf("model: demo tokenizer: %w", err)
+	}
+	// The demo was trained without apex: QK-norm eps 1e-6 (demo README).
+	var dm map[string]any
+	json.Unmarshal(dc.Transformer.Config, &dm)
+	dm["qk_norm_eps"] = 1e-6
+	ditRaw, _ := json.Marshal(dm)
+	c.rawConfigs = map[string]json.RawMessage{"text_encoder": dc.TextEncoder.Config, "transformer": ditRaw, "vae": dc.VAE.Config}
+	if err := c.parseConfigs(); err != nil {
+		return nil, fmt.Errorf("model: demo %w", err)
+	}
+	for i, name := range []string{"text_encoder.safetensors", "dit.safetensors", "vae_decoder.safetensors"} {
 		b, err := demoFS.ReadFile("demo/" + name)
 		if err != nil {
 			return nil, err
 		}
-		return weights.NewSafetensors(bytes.NewReader(b), int64(len(b)), "demo/"+name)
-	}
-	tokRaw, err := demoFS.ReadFile("demo/tokenizer.json")
-	if err != nil {
-		return err
-	}
-	if p.tok, err = tokenizer.FromHFJSON(bytes.NewReader(tokRaw)); err != nil {
-		return fmt.Errorf("model: demo tokenizer: %w", err)
-	}
-	gcfg, err := gemma2.ParseConfig(dc.TextEncoder.Config)
-	if err != nil {
-		return fmt.Errorf("model: demo text encoder config: %w", err)
-	}
-	dcfg, err := dit.ParseConfig(dc.Transformer.Config)
-	if err != nil {
-		return fmt.Errorf("model: demo transformer config: %w", err)
-	}
-	// The demo was trained without apex: QK-norm eps 1e-6 (demo README).
-	dcfg.QKNormEps = 1e-6
-	vcfg, err := vae.ParseConfig(dc.VAE.Config)
-	if err != nil {
-		return fmt.Errorf("model: demo VAE config: %w", err)
-	}
-	srcs := [3]weights.Source{}
-	for i, name := range []string{"text_encoder.safetensors", "dit.safetensors", "vae_decoder.safetensors"} {
-		if srcs[i], err = open(name); err != nil {
-			return fmt.Errorf("model: demo %s: %w", name, err)
+		if c.srcs[i], err = weights.NewSafetensors(bytes.NewReader(b), int64(len(b)), "demo/"+name); err != nil {
+			return nil, fmt.Errorf("model: demo %s: %w", name, err)
 		}
 	}
-	if err := p.load(srcs, gcfg, dcfg, vcfg, start); err != nil {
-		return err
-	}
 	r := dc.Sampler.Recommended
-	p.def = defaults{width: dc.Pipeline.ImageSize[1], height: dc.Pipeline.ImageSize[0],
+	c.def = defaults{width: dc.Pipeline.ImageSize[1], height: dc.Pipeline.ImageSize[0],
 		steps: r.Steps - 1, solver: r.Method, shift: r.Shift, guidance: r.CFG,
-		vaeScale: vcfg.ScalingFactor, vaeShift: vcfg.ShiftFactor}
-	p.name = "Lumina-Image 2.0 demo (embedded, 64×64 coloured shapes)"
+		vaeScale: c.vcfg.ScalingFactor, vaeShift: c.vcfg.ShiftFactor}
+	return c, nil
+}
+
+// parseConfigs parses rawConfigs into the three configs.
+func (c *components) parseConfigs() error {
+	var err error
+	if c.gcfg, err = gemma2.ParseConfig(c.rawConfigs["text_encoder"]); err != nil {
+		return fmt.Errorf("text encoder config: %w", err)
+	}
+	if c.dcfg, err = dit.ParseConfig(c.rawConfigs["transformer"]); err != nil {
+		return fmt.Errorf("transformer config: %w", err)
+	}
+	if c.vcfg, err = vae.ParseConfig(c.rawConfigs["vae"]); err != nil {
+		return fmt.Errorf("VAE config: %w", err)
+	}
 	return nil
+}
+
+// realDefaults are the original sample.sh settings (spec §4.7).
+func realDefaults(v vae.Config) defaults {
+	return defaults{width: 1024, height: 1024, steps: 17, solver: "midpoint", shift: 6, guidance: 4,
+		vaeScale: v.ScalingFactor, vaeShift: v.ShiftFactor}
 }
 
 // load builds the three networks from their weight sources.
@@ -205,67 +267,64 @@ func detect(f func(weights.Source) (*weights.Mapped, error), src weights.Source)
 	return m, nil
 }
 
-// loadHF loads a Hugging Face snapshot folder of Lumina-Image-2.0.
-func (p *Pipeline) loadHF(ctx context.Context, dir string, start time.Time) error {
+// openHF reads a Hugging Face snapshot folder of Lumina-Image-2.0.
+func openHF(dir string) (*components, error) {
 	if _, err := os.Stat(filepath.Join(dir, "model_index.json")); err != nil {
-		return fmt.Errorf("model: %s is not a Lumina-Image-2.0 folder (no model_index.json): %w", dir, err)
+		return nil, fmt.Errorf("model: %s is neither a Lumina-Image-2.0 folder (no model_index.json) nor a pack (no %s): %w", dir, packManifest, err)
 	}
-	readConfig := func(sub string) ([]byte, error) {
+	c := &components{name: "Lumina-Image 2.0 (" + dir + ")", rawConfigs: map[string]json.RawMessage{}}
+	for _, sub := range []string{"text_encoder", "transformer", "vae"} {
 		b, err := os.ReadFile(filepath.Join(dir, sub, "config.json"))
 		if err != nil {
 			return nil, fmt.Errorf("model: %w", err)
 		}
-		return b, nil
+		c.rawConfigs[sub] = b
 	}
-	var gcfg gemma2.Config
-	var dcfg dit.Config
-	var vcfg vae.Config
-	if raw, err := readConfig("text_encoder"); err != nil {
-		return err
-	} else if gcfg, err = gemma2.ParseConfig(raw); err != nil {
-		return fmt.Errorf("model: text_encoder/config.json: %w", err)
-	}
-	if raw, err := readConfig("transformer"); err != nil {
-		return err
-	} else if dcfg, err = dit.ParseConfig(raw); err != nil {
-		return fmt.Errorf("model: transformer/config.json: %w", err)
-	}
-	if raw, err := readConfig("vae"); err != nil {
-		return err
-	} else if vcfg, err = vae.ParseConfig(raw); err != nil {
-		return fmt.Errorf("model: vae/config.json: %w", err)
+	if err := c.parseConfigs(); err != nil {
+		return nil, fmt.Errorf("model: %s: %w", dir, err)
 	}
 	var err error
-	if p.tok, err = openTokenizer(filepath.Join(dir, "tokenizer")); err != nil {
-		return err
+	if c.tok, c.tokName, c.tokBytes, err = openTokenizer(filepath.Join(dir, "tokenizer")); err != nil {
+		return nil, err
 	}
-	var srcs [3]weights.Source
 	for i, sub := range []string{"text_encoder", "transformer", "vae"} {
-		if srcs[i], err = openWeights(filepath.Join(dir, sub)); err != nil {
-			return err
+		if c.srcs[i], err = openWeights(filepath.Join(dir, sub)); err != nil {
+			c.close()
+			return nil, err
+		}
+		if cl, ok := c.srcs[i].(interface{ Close() error }); ok {
+			c.closers = append(c.closers, cl)
 		}
 	}
-	if err := p.load(srcs, gcfg, dcfg, vcfg, start); err != nil {
-		return err
-	}
-	p.def = defaults{width: 1024, height: 1024, steps: 17, solver: "midpoint", shift: 6, guidance: 4,
-		vaeScale: vcfg.ScalingFactor, vaeShift: vcfg.ShiftFactor}
-	p.name = "Lumina-Image 2.0 (" + dir + ")"
-	return nil
+	c.def = realDefaults(c.vcfg)
+	return c, nil
 }
 
 // openTokenizer reads tokenizer.json, or else tokenizer.model, in dir.
-func openTokenizer(dir string) (*tokenizer.Tokenizer, error) {
-	if f, err := os.Open(filepath.Join(dir, "tokenizer.json")); err == nil {
-		defer f.Close()
-		return tokenizer.FromHFJSON(f)
+func openTokenizer(dir string) (*tokenizer.Tokenizer, string, []byte, error) {
+	for _, name := range []string{"tokenizer.json", "tokenizer.model"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			continue
+		}
+		t, err := parseTokenizer(name, b)
+		return t, name, b, err
 	}
-	f, err := os.Open(filepath.Join(dir, "tokenizer.model"))
+	return nil, "", nil, fmt.Errorf("model: no tokenizer.json or tokenizer.model in %s", dir)
+}
+
+func parseTokenizer(name string, b []byte) (*tokenizer.Tokenizer, error) {
+	var t *tokenizer.Tokenizer
+	var err error
+	if name == "tokenizer.model" {
+		t, err = tokenizer.FromSentencePiece(bytes.NewReader(b))
+	} else {
+		t, err = tokenizer.FromHFJSON(bytes.NewReader(b))
+	}
 	if err != nil {
-		return nil, fmt.Errorf("model: no tokenizer.json or tokenizer.model in %s", dir)
+		return nil, fmt.Errorf("model: %s: %w", name, err)
 	}
-	defer f.Close()
-	return tokenizer.FromSentencePiece(f)
+	return t, nil
 }
 
 // openWeights opens the safetensors of a component folder: an index file
@@ -285,4 +344,6 @@ func openWeights(dir string) (weights.Source, error) {
 	return nil, fmt.Errorf("model: %d .safetensors files and no index in %s", len(files), dir)
 }
 
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+func writeFile(dir, name string, b []byte) error {
+	return os.WriteFile(filepath.Join(dir, name), b, 0o644)
+}

@@ -126,6 +126,14 @@ func (w *PackWriter) AddEncoded(name string, shape tensor.Shape, dtype PackDType
 		return fmt.Errorf("weights: packing %q: %s %v takes %d bytes, got %d", name, dtype, shape, want, len(b))
 	}
 	w.names[name] = true
+	// Host-only tensors (embedding tables read by rows) never share a
+	// shard with uploaded ones: a loader verifies a whole shard before it
+	// uploads from it, and must not have to fetch a table to do so.
+	if len(w.buf) > 0 && w.hostBuf != w.host[name] {
+		if err := w.flush(); err != nil {
+			return err
+		}
+	}
 	limit := w.opts.ShardLimit
 	length := int64(len(b))
 	pos := (int64(len(w.buf)) + int64(w.opts.Alignment) - 1) &^ (int64(w.opts.Alignment) - 1)
