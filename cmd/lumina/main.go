@@ -39,6 +39,8 @@ func main() {
 		err = generate(os.Args[2:])
 	case "plan":
 		err = plan(os.Args[2:])
+	case "pack":
+		err = pack(os.Args[2:])
 	case "wasmtest":
 		var code int
 		code, err = wasmtest(os.Args[2:])
@@ -65,6 +67,8 @@ func usage() {
 commands:
   generate  draw an image from a prompt (lumina generate --prompt "..." --out x.png;
             without --model, the embedded demo model of coloured shapes)
+  pack      write a model as a pack of verified shards, f16/bf16/q8/q4
+            (lumina pack --model DIR --quant q8 --out PACK; generate --model PACK)
   plan      the GPU memory a generation needs per stage, from the configs alone
             (lumina plan --width 1024 --height 1024)
   info      show the WebGPU adapter, its limits and features, and check the
