@@ -16,6 +16,9 @@ import (
 // issue 6 requires; f16 is exact here (the weights are f32 in the golden
 // file, so f16 rounds them: close but not equal).
 func TestPackQuality(t *testing.T) {
+	if testing.Short() {
+		t.Skip("several full generations (run without -short)")
+	}
 	ctx := context.Background()
 	src := hfFolder(t)
 	req := Request{Prompt: "a red fox", Width: 24, Height: 16, Steps: 4, Solver: "euler", Seed: 3}
@@ -69,6 +72,9 @@ func cosine(a, b []float32) float64 {
 // generates exactly as from disk, and the text encoder's embedding table
 // is never fetched whole: only its prompt's rows.
 func TestPackOverHTTP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("several full generations (run without -short)")
+	}
 	ctx := context.Background()
 	dir := t.TempDir()
 	if _, err := Pack(ctx, "", dir, PackOptions{DType: "f16"}); err != nil {

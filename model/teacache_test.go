@@ -11,6 +11,9 @@ import (
 // evaluations: off, it changes nothing; on, it skips work and stays close to
 // the uncached image; and every reuse is counted.
 func TestTeaCache(t *testing.T) {
+	if testing.Short() {
+		t.Skip("several full generations (run without -short)")
+	}
 	ctx := context.Background()
 	p, err := Open(ctx, "", Config{CPU: true})
 	if err != nil {
