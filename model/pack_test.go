@@ -137,4 +137,3 @@ func (c countingWriter) Write(b []byte) (int, error) {
 	c.n.Add(int64(len(b)))
 	return c.ResponseWriter.Write(b)
 }
-
