@@ -146,3 +146,40 @@ func TestOpenHFFolder(t *testing.T) {
 		t.Logf("%s: %v", name, err)
 	}
 }
+
+// A model given as separate files (ComfyUI's layout: one transformer file,
+// the Gemma file, the VAE file) loads with configs from a folder and a
+// tokenizer file, and generates as the folder layout does.
+func TestOpenSeparateFiles(t *testing.T) {
+	dir := hfFolder(t)
+	ctx := context.Background()
+	cfg := Config{CPU: true, TextEncoder: filepath.Join(dir, "text_encoder", "model.safetensors"),
+		VAE: filepath.Join(dir, "vae", "diffusion_pytorch_model.safetensors"), Tokenizer: filepath.Join(dir, "tokenizer", "tokenizer.json"), Configs: dir}
+	ditFile := filepath.Join(dir, "transformer", "diffusion_pytorch_model.safetensors")
+	req := Request{Prompt: "a red fox", Width: 24, Height: 16, Steps: 2, Solver: "euler", Seed: 9}
+	want := latentOf(t, dir, req)
+	p, err := Open(ctx, ditFile, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Generate(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if want[i] != p.lastLatent[i] {
+			t.Fatalf("latent %d: folder %v, files %v", i, want[i], p.lastLatent[i])
+		}
+	}
+	p.Close()
+	// Without the other files, or with the real configuration against these
+	// tiny weights, the errors say what is wrong.
+	if _, err := Open(ctx, ditFile, Config{CPU: true}); err == nil || !strings.Contains(err.Error(), "text encoder") {
+		t.Errorf("no text encoder: %v", err)
+	}
+	cfg.Configs = ""
+	if _, err := Open(ctx, ditFile, cfg); err == nil {
+		t.Error("tiny weights loaded under the 2.6B configuration")
+	} else {
+		t.Logf("real config, tiny weights: %v", err)
+	}
+}

@@ -48,6 +48,16 @@ type Config struct {
 	Progress func(Progress)
 	// HTTPClient fetches packs given by URL (nil: http.DefaultClient).
 	HTTPClient *http.Client
+
+	// For a source that is a single transformer file (ComfyUI's
+	// lumina_2_model_bf16.safetensors, or any Next-DiT safetensors):
+	// TextEncoder is the Gemma-2 file (ComfyUI's gemma_2_2b_fp16.safetensors,
+	// whose embedded SentencePiece model serves as the tokenizer), VAE the
+	// decoder file (ae.safetensors or diffusers'), Tokenizer an optional
+	// tokenizer.json or tokenizer.model, and Configs an optional folder with
+	// transformer/, text_encoder/ and vae/ config.json (default: the real
+	// Lumina-Image-2.0 configuration).
+	TextEncoder, VAE, Tokenizer, Configs string
 }
 
 // Stage names a part of the work, for progress reports.

@@ -93,6 +93,9 @@ type PackOptions struct {
 	ShardLimit int64
 	// Progress, when set, is called after each tensor.
 	Progress func(done, total int, name string)
+	// Model holds the extra files of a source given as separate files
+	// (Config.TextEncoder, VAE, Tokenizer, Configs); other fields unused.
+	Model Config
 }
 
 // PackReport says what Pack wrote: bytes per component and the error of
@@ -116,7 +119,7 @@ type PackedTensor struct {
 // pack in dir: manifest.json, shards, and the tokenizer file. It holds one
 // tensor at a time in memory.
 func Pack(ctx context.Context, source, dir string, opt PackOptions) (*PackReport, error) {
-	c, err := openComponents(ctx, source, nil)
+	c, err := openComponents(ctx, source, opt.Model)
 	if err != nil {
 		return nil, err
 	}

@@ -79,7 +79,7 @@ func Plan(ctx context.Context, pr PlanRequest) (*MemoryPlan, error) {
 		}
 		gcfg, dcfg, vcfg = c.gcfg, c.dcfg, c.vcfg
 	} else {
-		c, err := openComponents(ctx, pr.Source, nil)
+		c, err := openComponents(ctx, pr.Source, Config{})
 		if err != nil {
 			return nil, err
 		}

@@ -6,7 +6,6 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,7 +36,7 @@ var demoFS embed.FS
 //     writes them), read by range, each shard checked before use.
 func Open(ctx context.Context, source string, cfg Config) (*Pipeline, error) {
 	start := time.Now()
-	c, err := openComponents(ctx, source, cfg.HTTPClient)
+	c, err := openComponents(ctx, source, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +94,8 @@ func (c *components) close() {
 	}
 }
 
-func openComponents(ctx context.Context, source string, client *http.Client) (*components, error) {
+func openComponents(ctx context.Context, source string, cfg Config) (*components, error) {
+	client := cfg.HTTPClient
 	switch {
 	case source == "" || source == "demo":
 		return openDemo()
@@ -105,6 +105,9 @@ func openComponents(ctx context.Context, source string, client *http.Client) (*c
 	}
 	if st, err := os.Stat(source); err == nil && !st.IsDir() && strings.HasSuffix(source, ".json") {
 		return openPack(&weights.Dir{Path: filepath.Dir(source)}, filepath.Base(source), source)
+	}
+	if st, err := os.Stat(source); err == nil && !st.IsDir() && strings.HasSuffix(source, ".safetensors") {
+		return openFiles(source, cfg)
 	}
 	if _, err := os.Stat(filepath.Join(source, packManifest)); err == nil {
 		return openPack(&weights.Dir{Path: source}, packManifest, source)
@@ -346,4 +349,73 @@ func openWeights(dir string) (weights.Source, error) {
 
 func writeFile(dir, name string, b []byte) error {
 	return os.WriteFile(filepath.Join(dir, name), b, 0o644)
+}
+
+// openFiles reads a model given as separate files: a transformer
+// safetensors (ComfyUI's single file or any Next-DiT naming), the Gemma-2
+// and VAE files named in cfg, with the configs of cfg.Configs or the real
+// Lumina-Image-2.0 configuration.
+func openFiles(ditPath string, cfg Config) (*components, error) {
+	if cfg.TextEncoder == "" || cfg.VAE == "" {
+		return nil, fmt.Errorf("model: %s is a single transformer file: also give the text encoder (e.g. gemma_2_2b_fp16.safetensors) and the VAE (e.g. ae.safetensors) files", ditPath)
+	}
+	c := &components{name: "Lumina-Image 2.0 (" + filepath.Base(ditPath) + ")", rawConfigs: map[string]json.RawMessage{}}
+	for _, sub := range []string{"text_encoder", "transformer", "vae"} {
+		var b []byte
+		var err error
+		if cfg.Configs != "" {
+			b, err = os.ReadFile(filepath.Join(cfg.Configs, sub, "config.json"))
+		} else {
+			b, err = presetFS.ReadFile("presets/lumina2/" + sub + ".json")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("model: %w", err)
+		}
+		c.rawConfigs[sub] = b
+	}
+	if err := c.parseConfigs(); err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	for i, path := range []string{cfg.TextEncoder, ditPath, cfg.VAE} {
+		f, err := weights.OpenSafetensors(path)
+		if err != nil {
+			c.close()
+			return nil, fmt.Errorf("model: %w", err)
+		}
+		c.srcs[i] = f
+		c.closers = append(c.closers, f)
+	}
+	var err error
+	switch {
+	case cfg.Tokenizer != "":
+		b, rerr := os.ReadFile(cfg.Tokenizer)
+		if rerr != nil {
+			c.close()
+			return nil, fmt.Errorf("model: %w", rerr)
+		}
+		c.tokName, c.tokBytes = filepath.Base(cfg.Tokenizer), b
+		if !strings.HasSuffix(c.tokName, ".model") {
+			c.tokName = "tokenizer.json"
+		} else {
+			c.tokName = "tokenizer.model"
+		}
+	default:
+		// ComfyUI's Gemma file carries the SentencePiece model as a U8
+		// tensor.
+		g, derr := weights.DetectGemma(c.srcs[0])
+		if derr == nil {
+			c.tokBytes, derr = g.SentencePiece()
+		}
+		if derr != nil {
+			c.close()
+			return nil, fmt.Errorf("model: no tokenizer: %s carries none (%v); give one with the tokenizer option", cfg.TextEncoder, derr)
+		}
+		c.tokName = "tokenizer.model"
+	}
+	if c.tok, err = parseTokenizer(c.tokName, c.tokBytes); err != nil {
+		c.close()
+		return nil, err
+	}
+	c.def = realDefaults(c.vcfg)
+	return c, nil
 }

@@ -34,6 +34,7 @@ type genFlags struct {
 	backend                   string
 	bench                     int
 	quiet                     bool
+	files                     sepFiles
 }
 
 func parseGenerate(args []string) (*genFlags, error) {
@@ -58,6 +59,7 @@ func parseGenerate(args []string) (*genFlags, error) {
 	fs.StringVar(&f.backend, "backend", "", "require this WebGPU backend (vulkan, metal, d3d12, ...)")
 	fs.IntVar(&f.bench, "bench", 0, "generate this many times and print per-stage timings")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress bar")
+	f.files.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -91,7 +93,7 @@ func generate(args []string) error {
 	defer stop()
 
 	bar := newBar(f.quiet)
-	cfg := model.Config{CPU: f.cpu, GPUBackend: f.backend, Progress: bar.report}
+	cfg := f.files.config(model.Config{CPU: f.cpu, GPUBackend: f.backend, Progress: bar.report})
 	t0 := time.Now()
 	p, err := model.Open(ctx, f.model, cfg)
 	if err != nil {
@@ -255,4 +257,19 @@ func (b *bar) finish() {
 		b.pb.Finish()
 		b.pb = nil
 	}
+}
+
+// sepFiles are the flags for a model given as separate files.
+type sepFiles struct{ textEncoder, vae, tokenizer, configs string }
+
+func (s *sepFiles) flags(fs *flag.FlagSet) {
+	fs.StringVar(&s.textEncoder, "text-encoder", "", "with --model FILE.safetensors (ComfyUI's single file): the Gemma-2 file, e.g. gemma_2_2b_fp16.safetensors")
+	fs.StringVar(&s.vae, "vae", "", "with --model FILE.safetensors: the VAE file, e.g. ae.safetensors")
+	fs.StringVar(&s.tokenizer, "tokenizer", "", "with --model FILE.safetensors: a tokenizer.json or tokenizer.model (default: the one inside the Gemma file)")
+	fs.StringVar(&s.configs, "configs", "", "with --model FILE.safetensors: a folder with transformer/, text_encoder/, vae/ config.json (default: the real Lumina-Image-2.0 configuration)")
+}
+
+func (s *sepFiles) config(c model.Config) model.Config {
+	c.TextEncoder, c.VAE, c.Tokenizer, c.Configs = s.textEncoder, s.vae, s.tokenizer, s.configs
+	return c
 }

@@ -23,6 +23,8 @@ func pack(args []string) error {
 	quant := fs.String("quant", "f16", "format of the large matrices: f32, f16, bf16, q8 or q4")
 	shard := fs.Int64("shard-mib", 64, "largest shard in MiB (at most 128)")
 	worst := fs.Int("worst", 5, "list this many tensors with the largest error")
+	var files sepFiles
+	files.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -35,7 +37,7 @@ func pack(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	var bar *progressbar.ProgressBar
-	opt := model.PackOptions{DType: *quant, ShardLimit: *shard << 20}
+	opt := model.PackOptions{DType: *quant, ShardLimit: *shard << 20, Model: files.config(model.Config{})}
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		opt.Progress = func(done, total int, name string) {
 			if bar == nil {
