@@ -151,7 +151,7 @@ func (p *Pipeline) generate(ctx context.Context, r resolved) (*image.NRGBA, erro
 	sched.Noise(x, r.Seed, 0)
 	grid := r.grid()
 	total := r.solver.NFE(len(grid) - 1)
-	v, release, err := p.velocity(ctx, r, shape, feats, lens, func(done int) {
+	v, release, err := p.velocity(ctx, r, shape, feats, lens, total, func(done int) {
 		p.progress(StageDenoise, done, total, t1)
 	})
 	if err != nil {
@@ -224,7 +224,7 @@ func (p *Pipeline) encodeIDs(ctx context.Context, ids [][]int) (*ops.Tensor, []i
 // [x, x] with [positive, negative] features, combined by CFG with
 // renormalisation (spec §4.6), or the positive branch alone where CFG is
 // off or truncated. It runs the batch of two in one forward.
-func (p *Pipeline) velocity(ctx context.Context, r resolved, shape tensor.Shape, feats *ops.Tensor, lens []int, done func(int)) (sched.Velocity, func(), error) {
+func (p *Pipeline) velocity(ctx context.Context, r resolved, shape tensor.Shape, feats *ops.Tensor, lens []int, total int, done func(int)) (sched.Velocity, func(), error) {
 	n := shape.Numel()
 	B := len(lens)
 	xt, err := p.b.New(tensor.F32, B, shape[0], shape[1], shape[2])
@@ -265,12 +265,17 @@ func (p *Pipeline) velocity(ctx context.Context, r resolved, shape tensor.Shape,
 			return nil, fmt.Errorf("model: transformer: %w", err)
 		}
 		evals++
-		done(evals)
 		if B == 1 || (r.CFGTrunc > 0 && !(t < r.CFGTrunc)) {
 			copy(guided, vals[:n])
-			return guided, nil
+		} else {
+			sched.Guide(guided, vals[:n], vals[n:2*n], r.Guidance, r.Renorm)
 		}
-		sched.Guide(guided, vals[:n], vals[n:2*n], r.Guidance, r.Renorm)
+		if p.cfg.Preview != nil {
+			if err := p.preview(ctx, evals, total, x, guided, t, shape); err != nil {
+				return nil, err
+			}
+		}
+		done(evals)
 		return guided, nil
 	}
 	return v, release, nil
@@ -350,4 +355,19 @@ func (c *teaCache) Decide(mod *ops.Tensor) ([]bool, error) {
 	}
 	c.step++
 	return reuse, nil
+}
+
+// preview decodes the data the model predicts at time t, x + (1 − t)·v
+// (spec §3.11: the velocity points from noise to data), for Config.Preview.
+func (p *Pipeline) preview(ctx context.Context, eval, total int, x, v []float32, t float64, shape tensor.Shape) error {
+	z := make([]float32, len(x))
+	for i := range x {
+		z[i] = float32((float64(x[i])+(1-t)*float64(v[i]))/p.def.vaeScale + p.def.vaeShift)
+	}
+	img, err := p.decode(ctx, z, shape)
+	if err != nil {
+		return err
+	}
+	p.cfg.Preview(eval, total, img)
+	return nil
 }

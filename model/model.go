@@ -46,6 +46,11 @@ type Config struct {
 	Device *wgpu.Device
 	// Progress, when set, is called at every stage and step.
 	Progress func(Progress)
+	// Preview, when set, receives after every model evaluation the image
+	// the model currently predicts (the velocity carried to t = 1, x +
+	// (1 − t)·v, decoded). Each preview is a full VAE decode: cheap for
+	// small images, a real cost at 1024².
+	Preview func(eval, total int, img *image.NRGBA)
 	// HTTPClient fetches packs given by URL (nil: http.DefaultClient).
 	HTTPClient *http.Client
 

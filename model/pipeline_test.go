@@ -148,7 +148,7 @@ func testPipelineGolden(t *testing.T, b ops.Backend, gpu bool) {
 	zi, _ := c.Info("input.z")
 	shape := tensor.Shape{zi.Shape[1], zi.Shape[2], zi.Shape[3]}
 	r := resolved{Request: Request{Guidance: float64(c.Must(t, "input.cfg_scale")[0]), Renorm: 1}, solver: sched.Euler{}}
-	v, release, err := p.velocity(ctx, r, shape, feats, lens, func(int) {})
+	v, release, err := p.velocity(ctx, r, shape, feats, lens, 0, func(int) {})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -164,7 +164,7 @@ func (pl *planner) plan(ctx context.Context, pr PlanRequest) (*MemoryPlan, error
 	if err == nil {
 		err = stage(StageDenoise, func() error {
 			r := resolved{Request: Request{Guidance: 4, Renorm: 1}}
-			v, release, err := p.velocity(ctx, r, shape, feats, lens, func(int) {})
+			v, release, err := p.velocity(ctx, r, shape, feats, lens, 1, func(int) {})
 			if err != nil {
 				return err
 			}

@@ -3,6 +3,7 @@ package model
 import (
 	"bytes"
 	"context"
+	"image"
 	"math"
 	"testing"
 )
@@ -61,5 +62,39 @@ func TestTeaCache(t *testing.T) {
 	}
 	if _, err := p.Generate(ctx, Request{Cache: -1}); err == nil {
 		t.Error("a negative threshold was accepted")
+	}
+}
+
+// Previews come after every model evaluation, as images of the final size,
+// and the last one is close to the final image.
+func TestPreview(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a decode per evaluation on the CPU (run without -short)")
+	}
+	ctx := context.Background()
+	var n, total int
+	var last *image.NRGBA
+	p, err := Open(ctx, "", Config{CPU: true, Preview: func(eval, tot int, img *image.NRGBA) {
+		n, total, last = n+1, tot, img
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	img, err := p.Generate(ctx, Request{Prompt: "a red circle on a blue background", Seed: 1, Steps: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != p.Stats().Evals || total != n || last == nil || last.Bounds() != img.Bounds() {
+		t.Fatalf("%d previews of %d, %d evaluations", n, total, p.Stats().Evals)
+	}
+	var sum float64
+	for i := range img.Pix {
+		sum += math.Abs(float64(img.Pix[i]) - float64(last.Pix[i]))
+	}
+	if mean := sum / float64(len(img.Pix)); mean > 40 {
+		t.Errorf("the last preview is %.1f/255 from the image on average", mean)
+	} else {
+		t.Logf("last preview within %.1f/255 of the image", mean)
 	}
 }

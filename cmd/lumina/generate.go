@@ -35,6 +35,7 @@ type genFlags struct {
 	bench                     int
 	quiet                     bool
 	files                     sepFiles
+	preview                   string
 }
 
 func parseGenerate(args []string) (*genFlags, error) {
@@ -60,6 +61,7 @@ func parseGenerate(args []string) (*genFlags, error) {
 	fs.IntVar(&f.bench, "bench", 0, "generate this many times and print per-stage timings")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress bar")
 	f.files.flags(fs)
+	fs.StringVar(&f.preview, "preview", "", "write the predicted image after every model evaluation to this PNG (a full VAE decode each time)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -94,6 +96,13 @@ func generate(args []string) error {
 
 	bar := newBar(f.quiet)
 	cfg := f.files.config(model.Config{CPU: f.cpu, GPUBackend: f.backend, Progress: bar.report})
+	if f.preview != "" {
+		cfg.Preview = func(eval, total int, img *image.NRGBA) {
+			if err := writePNG(f.preview, img, nil); err != nil {
+				fmt.Fprintln(os.Stderr, "lumina: preview:", err)
+			}
+		}
+	}
 	t0 := time.Now()
 	p, err := model.Open(ctx, f.model, cfg)
 	if err != nil {
