@@ -191,6 +191,24 @@ func BenchmarkMatMul16(b *testing.B) {
 	runOp(b, g, 2*M*K*N, func() { g.MatMul(y, x, w, nil) })
 }
 
+// BenchmarkMatMulQ is BenchmarkMatMul16 with q8 and q4 weights read packed
+// (8.5 and 5 bits a weight) and dequantized in registers.
+func BenchmarkMatMulQ(b *testing.B) {
+	const M, K, N = 77, 2304, 9216
+	for _, dt := range []tensor.DType{tensor.Q8, tensor.Q4} {
+		b.Run(fmt.Sprintf("w=%s,M=%d,K=%d,N=%d", dt, M, K, N), func(b *testing.B) {
+			g := benchGPU(b)
+			x, y := alloc(b, g, M, K), alloc(b, g, M, N)
+			w, err := g.New(dt, N, K)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { g.Release(w) })
+			runOp(b, g, 2*M*K*N, func() { g.MatMul(y, x, w, nil) })
+		})
+	}
+}
+
 func BenchmarkAdd(b *testing.B) {
 	g := benchGPU(b)
 	const rows, cols = 4352, 2304

@@ -8,8 +8,9 @@ import (
 	"github.com/luminaweb/lumina/shaders/ref"
 )
 
-// CPU is the reference backend: float32 storage in Go slices, every op
-// computed by package shaders/ref (float64 accumulation, plain loops). It
+// CPU is the reference backend: float32 storage in Go slices (packed q8/q4
+// weights as their bytes), every op computed by package shaders/ref
+// (float64 accumulation, plain loops). It
 // runs everywhere, including GOOS=wasip1, and is what the GPU is checked
 // against.
 type CPU struct {
@@ -29,7 +30,8 @@ func (c *CPU) Name() string {
 }
 
 // PlanStats is what a memory plan measured: the bytes the GPU backend
-// would hold (f32 4 bytes an element, f16/bf16 two packed in 32 bits).
+// would hold (tensor.DType.Bytes: f32 4 bytes an element, f16/bf16 two
+// packed in 32 bits, q8/q4 their packed layouts).
 type PlanStats struct {
 	Live, Peak   uint64       // bytes of tensors alive now, and at most so far
 	Largest      uint64       // the largest single tensor
@@ -56,7 +58,7 @@ func (c *CPU) New(dt tensor.DType, shape ...int) (*Tensor, error) {
 		return nil, err
 	}
 	if c.dry {
-		n := storageBytes(dt, s.Numel())
+		n := uint64(dt.Bytes(s))
 		c.plan.Live += n
 		c.plan.Peak = max(c.plan.Peak, c.plan.Live)
 		c.plan.Tensors++
@@ -64,6 +66,9 @@ func (c *CPU) New(dt tensor.DType, shape ...int) (*Tensor, error) {
 			c.plan.Largest, c.plan.LargestShape = n, s
 		}
 		return &Tensor{shape: s, dtype: dt, store: &planStore{}, owner: c}, nil
+	}
+	if dt.Quantized() {
+		return &Tensor{shape: s, dtype: dt, store: make([]byte, dt.Bytes(s)), owner: c}, nil
 	}
 	return &Tensor{shape: s, dtype: dt, store: make([]float32, s.Numel()), owner: c}, nil
 }
@@ -84,6 +89,9 @@ func (c *CPU) data(t *Tensor) []float32 {
 
 func (c *CPU) Write(t *Tensor, v []float32) error {
 	checkOwner(c, "Write", t)
+	if t.dtype.Quantized() {
+		return fmt.Errorf("ops: Write: %s is packed: upload its bytes with WriteRaw", t)
+	}
 	if len(v) != t.Numel() {
 		return fmt.Errorf("ops: write %d values into %s", len(v), t)
 	}
@@ -111,6 +119,9 @@ func (c *CPU) Read(ctx context.Context, t *Tensor) ([]float32, error) {
 	if c.dry {
 		return make([]float32, t.Numel()), ctx.Err()
 	}
+	if t.dtype.Quantized() {
+		return dequantF32(t, t.store.([]byte)), ctx.Err()
+	}
 	return append([]float32(nil), c.data(t)...), ctx.Err()
 }
 
@@ -121,7 +132,7 @@ func (c *CPU) Release(t *Tensor) {
 	if c.dry {
 		if ps := t.store.(*planStore); !ps.released {
 			ps.released = true
-			c.plan.Live -= storageBytes(t.dtype, t.Numel())
+			c.plan.Live -= uint64(t.dtype.Bytes(t.shape))
 		}
 		return
 	}
@@ -149,7 +160,14 @@ func (c *CPU) MatMul(dst, x, w, bias *Tensor) {
 	if c.dry {
 		return // a memory plan: shapes checked, nothing computed
 	}
-	ref.MatMul(c.data(dst), c.data(x), c.data(w), c.data(bias), M, N, K)
+	switch w.dtype {
+	case tensor.Q8:
+		ref.MatMulQ8(c.data(dst), c.data(x), w.store.([]byte), c.data(bias), M, N, K)
+	case tensor.Q4:
+		ref.MatMulQ4(c.data(dst), c.data(x), w.store.([]byte), c.data(bias), M, N, K)
+	default:
+		ref.MatMul(c.data(dst), c.data(x), c.data(w), c.data(bias), M, N, K)
+	}
 }
 
 // planStore stands for a planned tensor's storage: no data, but an

@@ -126,10 +126,10 @@ func (g *GPU) alloc(pool map[uint64][]*wgpu.Buffer, dt tensor.DType, shape []int
 	if err != nil {
 		return nil, err
 	}
-	if dt != tensor.F32 && dt != tensor.F16 && dt != tensor.BF16 {
+	if dt != tensor.F32 && dt != tensor.F16 && dt != tensor.BF16 && !dt.Quantized() {
 		return nil, fmt.Errorf("ops: New: %s tensors are not supported on the GPU", dt)
 	}
-	size := storageBytes(dt, s.Numel())
+	size := uint64(dt.Bytes(s))
 	var buf *wgpu.Buffer
 	if free := pool[size]; len(free) > 0 {
 		buf = free[0]
@@ -177,6 +177,9 @@ func (g *GPU) buffer(t *Tensor) *wgpu.Buffer {
 
 func (g *GPU) Write(t *Tensor, v []float32) error {
 	checkOwner(g, "Write", t)
+	if t.dtype.Quantized() {
+		return fmt.Errorf("ops: Write: %s is packed: upload its bytes with WriteRaw", t)
+	}
 	if len(v) != t.Numel() {
 		return fmt.Errorf("ops: write %d values into %s", len(v), t)
 	}
@@ -214,6 +217,13 @@ func (g *GPU) Read(ctx context.Context, t *Tensor) ([]float32, error) {
 	if err := g.flush(ctx); err != nil {
 		g.err = nil
 		return nil, err
+	}
+	if t.dtype.Quantized() {
+		raw, err := g.dev.Read(ctx, g.buffer(t), 0, uint64(t.dtype.Bytes(t.shape)))
+		if err != nil {
+			return nil, err
+		}
+		return dequantF32(t, raw), nil
 	}
 	elem := uint64(4)
 	if t.dtype != tensor.F32 {
@@ -316,6 +326,9 @@ func elemBytes(t *Tensor) uint64 {
 // the aligned-down byte offset and the remainder (in elements) is returned
 // for the params. Every binding of every op goes through here.
 func (g *GPU) window(t *Tensor, off, n int) (wgpu.Binding, uint32) {
+	if t.dtype.Quantized() { // never viewed: always the whole buffer
+		return wgpu.Binding{Buffer: g.buffer(t), Size: uint64(t.dtype.Bytes(t.shape))}, 0
+	}
 	elem := elemBytes(t)
 	byteOff := uint64(t.off+off) * elem
 	start := byteOff &^ (g.align() - 1)
@@ -566,8 +579,8 @@ func (g *GPU) MatMul(dst, x, w, bias *Tensor) {
 	dst = out
 	// When x or dst is larger than one storage binding, run bands of rows
 	// that fit (the binding may start up to one alignment early, hence the
-	// margin); w and bias are bound whole, and a w above the limit is a
-	// *LimitError at submission.
+	// margin); w and bias are bound whole (packed q8/q4 weights too), and
+	// a w above the limit is a *LimitError at submission.
 	limit := int(g.dev.Limits().MaxStorageBufferBindingSize) - int(g.dev.Limits().MinStorageBufferOffsetAlignment)
 	rows := M
 	if per := 4 * max(K, N); per > 0 && rows*per > limit {
@@ -596,6 +609,10 @@ func (g *GPU) matmul(dst, x, w, bias *Tensor, M, N, K int) {
 	if bias != nil {
 		bb, p.BOff = g.bind(bias)
 		p.HasBias = 1
+	}
+	if w.dtype.Quantized() {
+		g.matmulQ(w, tilesM*tilesN, p, bx, bw, bb, bo)
+		return
 	}
 	if w.dtype != tensor.F32 {
 		p16 := MatMul16Params{M: p.M, N: p.N, K: p.K, TilesN: p.TilesN, XOff: p.XOff, WOff: p.WOff,

@@ -75,6 +75,21 @@ func TestConformanceCatchesMutants(t *testing.T) {
 		{"conv", "v = bias[params.b_off + co];", "v = bias[params.b_off + co0];", "Conv2D"},
 		{"gather", "floor(f) == f", "true", "Gather"},
 		{"gather", "(id - params.row0) * params.d + col]", "(id - params.row0) * params.d + col + 1u]", "Gather"},
+		// Quantized weights (op "MatMul/w=q8" runs only the q8 cases):
+		// sign extension, nibble and half-word order, scale index, the
+		// ragged end of a group, padding read as values.
+		{"matmulq", "bitcast<vec4<i32>>(vec4<u32>(word << 24u, word << 16u, word << 8u, word)) >> vec4<u32>(24u)",
+			"vec4<i32>(vec4<u32>(word << 24u, word << 16u, word << 8u, word) >> vec4<u32>(24u))", "MatMul/w=q8"},
+		{"matmulq", "bitcast<i32>(w[qw + (j >> 2u)] << (24u - 8u * (j & 3u))) >> 24u",
+			"i32((w[qw + (j >> 2u)] << (24u - 8u * (j & 3u))) >> 24u)", "MatMul/w=q8"},
+		{"matmulq", "vec4<u32>(0u, 4u, 8u, 12u)", "vec4<u32>(12u, 8u, 4u, 0u)", "MatMul/w=q4"},
+		{"matmulq", ">> (16u * (t & 1u))", ">> (16u * (1u - (t & 1u)))", "MatMul/w=q4"},
+		{"matmulq", ">> (4u * (j & 7u))", ">> (4u * (7u - (j & 7u)))", "MatMul/w=q4"},
+		{"matmulq", "select(p.x, p.y, (gi & 1u) == 1u)", "select(p.y, p.x, (gi & 1u) == 1u)", "MatMul/w=q8"},
+		{"matmulq", "unpack2x16float(w[params.second + gi])", "unpack2x16float(w[params.second + gi + 1u])", "MatMul/w=q4"},
+		{"matmulq", "vec4<f32>(s.x), vec4<f32>(s.y)", "vec4<f32>(s.y), vec4<f32>(s.x)", "MatMul/w=q4"},
+		{"matmulq", "jj < kn;", "jj + 1u < kn;", "MatMul/w=q8"},
+		{"matmulq", "min(GROUP, params.k - k0)", "GROUP", "MatMul/w=q4"},
 	}
 	for _, mu := range mutants {
 		src := shaders.MustSource(mu.family)
@@ -91,7 +106,7 @@ func TestConformanceCatchesMutants(t *testing.T) {
 		caught := 0
 		var cases int
 		for _, c := range opstest.Cases(opstest.Config{Seed: 1, Short: true}) {
-			if c.Op != mu.op {
+			if c.Op != mu.op && !strings.HasPrefix(c.Name(), mu.op+",") {
 				continue
 			}
 			cases++

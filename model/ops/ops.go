@@ -66,8 +66,15 @@ type Backend interface {
 	View(t *Tensor, off int, shape ...int) *Tensor
 	// Write stores values into t (rounded to t's element type). A 16-bit
 	// view of odd length may only be written when it ends its storage
-	// (its last word is shared with the next element otherwise).
+	// (its last word is shared with the next element otherwise). Packed
+	// tensors (q8, q4) are written with WriteRaw only.
 	Write(t *Tensor, values []float32) error
+	// WriteRaw stores t's bytes as a pack stores them (model/weights, the
+	// layouts of tensor.DType): t.DType().Bytes(t.Shape()) bytes, or for a
+	// 16-bit tensor of odd length also 2·numel (the pad half is added).
+	// This is how q8 and q4 weights are uploaded. Packed tensors have no
+	// views but the whole one, and Read returns their dequantized values.
+	WriteRaw(t *Tensor, raw []byte) error
 	// Read waits for pending work and returns t's values as float32, or
 	// the first error recorded since the last Sync.
 	Read(ctx context.Context, t *Tensor) ([]float32, error)
@@ -85,7 +92,9 @@ type Backend interface {
 	Add(dst, a, b *Tensor)
 	// MatMul: dst (M,N) = x (M,K) · wᵀ (w is (N,K), the nn.Linear layout)
 	// + bias (N) when bias is not nil. w may be f32, f16 or bf16 (16-bit
-	// weights are converted exactly and accumulated in f32).
+	// weights are converted exactly and accumulated in f32), or q8 or q4
+	// (dequantized in registers, each weight the exact value rounded once
+	// to f32, accumulated in f32).
 	MatMul(dst, x, w, bias *Tensor)
 
 	// The op families, one file each.
@@ -144,11 +153,11 @@ func addShapes(dst, a, b *Tensor) (n, bn int) {
 }
 
 // matmulShapes validates MatMul's operands and returns M, N, K. The
-// weight may be f32, f16 or bf16; everything else is f32.
+// weight may be f32, f16, bf16, q8 or q4; everything else is f32.
 func matmulShapes(dst, x, w, bias *Tensor) (M, N, K int) {
 	checkF32("MatMul", dst, x, bias)
-	if w.dtype != tensor.F32 && w.dtype != tensor.F16 && w.dtype != tensor.BF16 {
-		badShapes("MatMul", "w must be f32, f16 or bf16, got", w)
+	if w.dtype != tensor.F32 && w.dtype != tensor.F16 && w.dtype != tensor.BF16 && !w.dtype.Quantized() {
+		badShapes("MatMul", "w must be f32, f16, bf16, q8 or q4, got", w)
 	}
 	if len(x.shape) != 2 || len(w.shape) != 2 || len(dst.shape) != 2 {
 		badShapes("MatMul", "x, w and dst must be 2-D", x, w, dst)
@@ -170,6 +179,12 @@ func viewShape(op string, t *Tensor, off int, shape []int) tensor.Shape {
 	s := tensor.Shape(shape).Clone()
 	if !s.Valid() || off < 0 || off+s.Numel() > t.Numel() {
 		panic(fmt.Sprintf("ops: %s: view of %d elements at %d does not fit in %s", op, s.Numel(), off, t))
+	}
+	if t.dtype.Quantized() && (off != 0 || !s.Equal(t.shape)) {
+		// Groups of 32 share a scale and the two sections are laid out
+		// for the whole tensor: a part of it is no tensor of its own.
+		panic(fmt.Sprintf("ops: %s: a %s tensor is packed and has no views but the whole tensor (asked for %d elements at %d of %s)",
+			op, t.dtype, s.Numel(), off, t))
 	}
 	return s
 }

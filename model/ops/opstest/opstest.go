@@ -138,6 +138,7 @@ func Cases(cfg Config) []Case {
 	var cs []Case
 	cs = append(cs, addCases(cfg, rng)...)
 	cs = append(cs, matmulCases(cfg, rng)...)
+	cs = append(cs, matmulQCases(cfg)...) // its own generator: the others' cases stay as they were
 	// One function per op family, each in its own file.
 	for _, family := range []func(Config, *rand.Rand) []Case{
 		normCases, pointwiseCases, attentionCases, convCases,
@@ -154,6 +155,7 @@ var sentinel = math.Float32frombits(0x7fc0dead)
 type operand struct {
 	base, view *ops.Tensor
 	host       []float32 // what was written (inputs), rounded to the dtype
+	raw        []byte    // packed inputs (q8, q4): the bytes written
 	n          int
 	guard      int     // elements of sentinel before and after
 	sentinel   float32 // the sentinel as the dtype stores it
