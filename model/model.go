@@ -26,6 +26,7 @@ import (
 	"github.com/luminaweb/lumina/model/internal/tokenizer"
 	"github.com/luminaweb/lumina/model/internal/vae"
 	"github.com/luminaweb/lumina/model/ops"
+	"github.com/luminaweb/lumina/model/tensor"
 	"github.com/luminaweb/lumina/wgpu"
 )
 
@@ -149,6 +150,8 @@ type Pipeline struct {
 	comps   *components // where the weights come from
 	// lastLatent is the last image's denoised latent (for tests).
 	lastLatent []float32
+	// planDType is the matrices' format in a memory plan (zero: f32).
+	planDType tensor.DType
 }
 
 // defaults are a model's sampler and size defaults.

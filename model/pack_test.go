@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+
+	"github.com/luminaweb/lumina/internal/gputest"
+	"github.com/luminaweb/lumina/wgpu"
 )
 
 // q8 and q4 packs of pipeline_tiny stay close to the f32 pipeline: cosine
@@ -22,32 +25,61 @@ func TestPackQuality(t *testing.T) {
 	ctx := context.Background()
 	src := hfFolder(t)
 	req := Request{Prompt: "a red fox", Width: 24, Height: 16, Steps: 4, Solver: "euler", Seed: 3}
-	ref := latentOf(t, src, req)
-	for _, c := range []struct {
-		dt  string
-		min float64
-	}{{"f16", 0.9999}, {"q8", 0.999}, {"q4", 0.99}} {
-		dir := t.TempDir()
-		rep, err := Pack(ctx, src, dir, PackOptions{DType: c.dt})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := latentOf(t, dir, req)
-		cos := cosine(ref, got)
-		worst := 0.0
-		for _, pt := range rep.Tensors {
-			worst = max(worst, pt.RelRMS)
-		}
-		t.Logf("%s pack: %d bytes in %d shards, worst tensor rel. RMS %.3g; latent cosine %.6f", c.dt, rep.TotalBytes, rep.Shards, worst, cos)
-		if cos < c.min {
-			t.Errorf("%s: latent cosine %.6f < %g", c.dt, cos, c.min)
+	backends := []Config{{CPU: true}}
+	if dev := gpuOrNil(t); dev != nil {
+		// On the GPU the matrices stay packed (q8/q4 read by matmulq).
+		backends = append(backends, Config{Device: dev})
+	}
+	for _, bc := range backends {
+		ref := latentWith(t, src, req, bc)
+		for _, c := range []struct {
+			dt  string
+			min float64
+		}{{"f16", 0.9999}, {"q8", 0.999}, {"q4", 0.99}} {
+			dir := t.TempDir()
+			rep, err := Pack(ctx, src, dir, PackOptions{DType: c.dt})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := latentWith(t, dir, req, bc)
+			cos := cosine(ref, got)
+			worst := 0.0
+			for _, pt := range rep.Tensors {
+				worst = max(worst, pt.RelRMS)
+			}
+			t.Logf("%s, %s pack: %d bytes in %d shards, worst tensor rel. RMS %.3g; latent cosine %.6f", where(bc), c.dt, rep.TotalBytes, rep.Shards, worst, cos)
+			if cos < c.min {
+				t.Errorf("%s, %s: latent cosine %.6f < %g", where(bc), c.dt, cos, c.min)
+			}
 		}
 	}
 }
 
+func where(c Config) string {
+	if c.CPU {
+		return "CPU"
+	}
+	return "GPU"
+}
+
+// gpuOrNil opens a device when one is usable, without skipping the test.
+func gpuOrNil(t *testing.T) *wgpu.Device {
+	if !wgpu.Implemented() {
+		return nil
+	}
+	if _, err := gputest.Probe(); err != nil && !gputest.Required() {
+		return nil
+	}
+	return gputest.OpenOrSkip(t, wgpu.Options{})
+}
+
 func latentOf(t *testing.T, source string, req Request) []float32 {
+	return latentWith(t, source, req, Config{CPU: true})
+}
+
+func latentWith(t *testing.T, source string, req Request, cfg Config) []float32 {
 	t.Helper()
-	p, err := Open(context.Background(), source, Config{CPU: true})
+	p, err := Open(context.Background(), source, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

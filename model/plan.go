@@ -11,6 +11,7 @@ import (
 	"github.com/luminaweb/lumina/model/internal/gemma2"
 	"github.com/luminaweb/lumina/model/internal/vae"
 	"github.com/luminaweb/lumina/model/ops"
+	"github.com/luminaweb/lumina/model/tensor"
 	"github.com/luminaweb/lumina/model/weights"
 	"github.com/luminaweb/lumina/wgpu"
 )
@@ -53,6 +54,9 @@ type PlanRequest struct {
 	// CaptionTokens is the prompt length in tokens (0: 256, the most the
 	// tokenizer gives, the worst case).
 	CaptionTokens int
+	// Weights is the format of the matrices: "f32" (default), "f16",
+	// "bf16", "q8" or "q4", as a pack of that format uploads them.
+	Weights string
 }
 
 // Plan runs the pipeline's code on a backend that allocates and computes
@@ -92,12 +96,32 @@ func Plan(ctx context.Context, pr PlanRequest) (*MemoryPlan, error) {
 	if pr.Height == 0 {
 		pr.Height = pr.Width
 	}
-	pl, err := newPlanner(gcfg, dcfg, vcfg, name)
+	dt, err := planDType(pr.Weights)
+	if err != nil {
+		return nil, err
+	}
+	pl, err := newPlanner(gcfg, dcfg, vcfg, name, dt)
 	if err != nil {
 		return nil, err
 	}
 	defer pl.p.Close()
 	return pl.plan(ctx, pr)
+}
+
+func planDType(s string) (tensor.DType, error) {
+	switch s {
+	case "", "f32":
+		return tensor.F32, nil
+	case "f16":
+		return tensor.F16, nil
+	case "bf16":
+		return tensor.BF16, nil
+	case "q8":
+		return tensor.Q8, nil
+	case "q4":
+		return tensor.Q4, nil
+	}
+	return 0, fmt.Errorf("model: plan: weight format %q: want f32, f16, bf16, q8 or q4", s)
 }
 
 // planner is a pipeline on the plan backend, kept to check requests.
@@ -107,9 +131,9 @@ type planner struct {
 	name string
 }
 
-func newPlanner(gcfg gemma2.Config, dcfg dit.Config, vcfg vae.Config, name string) (*planner, error) {
+func newPlanner(gcfg gemma2.Config, dcfg dit.Config, vcfg vae.Config, name string, dt tensor.DType) (*planner, error) {
 	b := ops.NewPlan()
-	p := &Pipeline{b: b}
+	p := &Pipeline{b: b, planDType: dt}
 	if err := p.load([3]weights.Source{}, gcfg, dcfg, vcfg, time.Now()); err != nil {
 		p.Close()
 		return nil, err

@@ -16,6 +16,7 @@ import (
 	"github.com/luminaweb/lumina/model/internal/nn"
 	"github.com/luminaweb/lumina/model/internal/tokenizer"
 	"github.com/luminaweb/lumina/model/internal/vae"
+	"github.com/luminaweb/lumina/model/tensor"
 	"github.com/luminaweb/lumina/model/weights"
 )
 
@@ -49,7 +50,7 @@ func Open(ctx context.Context, source string, cfg Config) (*Pipeline, error) {
 	if dev != nil {
 		// Check the memory plan against the device before loading
 		// anything: a model that cannot fit fails here, with what to lower.
-		if p.planner, err = newPlanner(c.gcfg, c.dcfg, c.vcfg, c.name); err == nil {
+		if p.planner, err = newPlanner(c.gcfg, c.dcfg, c.vcfg, c.name, c.matrixDType()); err == nil {
 			var mp *MemoryPlan
 			if mp, err = p.planner.plan(ctx, PlanRequest{Width: c.def.width, Height: c.def.height}); err == nil {
 				err = mp.Check(dev.Limits())
@@ -227,7 +228,7 @@ func (p *Pipeline) load(srcs [3]weights.Source, gcfg gemma2.Config, dcfg dit.Con
 	if err != nil {
 		return fmt.Errorf("model: text encoder: %w", err)
 	}
-	gl := &nn.Loader{B: p.b, Src: gsrc}
+	gl := &nn.Loader{B: p.b, Src: gsrc, Packed: true, PlanDType: p.planDType}
 	p.loaders = append(p.loaders, gl)
 	p.textN = gcfg.NumHiddenLayers - 1 // hidden_states[-2] (spec §1.4)
 	if p.text, err = gemma2.LoadStreamed(gl, gcfg, p.textN); err != nil {
@@ -238,7 +239,7 @@ func (p *Pipeline) load(srcs [3]weights.Source, gcfg gemma2.Config, dcfg dit.Con
 	if err != nil {
 		return fmt.Errorf("model: transformer: %w", err)
 	}
-	dl := &nn.Loader{B: p.b, Src: dsrc}
+	dl := &nn.Loader{B: p.b, Src: dsrc, Packed: true, PlanDType: p.planDType}
 	p.loaders = append(p.loaders, dl)
 	if p.dit, err = dit.Load(dl, dcfg); err != nil {
 		return fmt.Errorf("model: transformer: %w", err)
@@ -248,7 +249,7 @@ func (p *Pipeline) load(srcs [3]weights.Source, gcfg gemma2.Config, dcfg dit.Con
 	if err != nil {
 		return fmt.Errorf("model: VAE: %w", err)
 	}
-	vl := &nn.Loader{B: p.b, Src: vsrc}
+	vl := &nn.Loader{B: p.b, Src: vsrc, Packed: true, PlanDType: p.planDType}
 	p.loaders = append(p.loaders, vl)
 	if p.vae, err = vae.Load(vl, vcfg); err != nil {
 		return fmt.Errorf("model: VAE: %w", err)
@@ -418,4 +419,19 @@ func openFiles(ditPath string, cfg Config) (*components, error) {
 	}
 	c.def = realDefaults(c.vcfg)
 	return c, nil
+}
+
+// matrixDType is the format most of the source's matrices will have on the
+// device (for the memory plan): a pack's, f16/bf16 for a 16-bit
+// checkpoint, else f32.
+func (c *components) matrixDType() tensor.DType {
+	m, err := weights.DetectDiT(c.srcs[1])
+	if err != nil {
+		return tensor.F32
+	}
+	_, dt, ok, _ := m.Packed("layers.0.feed_forward.w1.weight")
+	if !ok {
+		return tensor.F32
+	}
+	return dt
 }

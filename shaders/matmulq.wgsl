@@ -10,7 +10,8 @@
 //
 // Weight layout (model/weights' pack dtypes; tensor.Q8/Q4; shaders/ref
 // matmulq.go): groups of 32 along K, G = params.groups = ceil(K/32) a row,
-// group gi = n·G + g, a row's last group padded (its padding never read).
+// group gi = (row0 + n)·G + g (row0: the first row of a view of whole
+// rows), a row's last group padded (its padding never read).
 //   q8  words gi·8 .. gi·8+7 hold the group's 32 int8 values, value j at
 //       bits 8·(j%4) of word gi·8 + j/4 (sign-extended); the scales start at
 //       word params.second: d of group gi is half (gi & 1) of word
@@ -60,7 +61,7 @@ struct Params {
 	has_bias: u32,
 	groups: u32,
 	second: u32,
-	_pad0: u32,
+	row0: u32,
 	_pad1: u32,
 }
 @group(0) @binding(4) var<uniform> params: Params;
@@ -113,7 +114,7 @@ fn run(wg: vec3<u32>, nwg: vec3<u32>, li: u32, q4: bool) {
 		xr[i] = params.x_off + min(m0 + i, params.m - 1u) * params.k;
 	}
 	for (var j = 0u; j < TN; j++) {
-		wg0[j] = min(n0 + j, params.n - 1u) * params.groups;
+		wg0[j] = (params.row0 + min(n0 + j, params.n - 1u)) * params.groups;
 	}
 	var acc: array<array<f32, TN>, TM>;
 	for (var g = 0u; g < params.groups; g++) {

@@ -20,16 +20,13 @@ func plan(args []string) error {
 	width := fs.Int("width", 0, "image width (0: the model's native size)")
 	height := fs.Int("height", 0, "image height (0: the model's native size)")
 	tokens := fs.Int("tokens", 0, "prompt length in tokens (0: 256, the worst case)")
-	quant := fs.String("quant", "f32", "weight format: f32 (q8, q4 and f16 packs come with the pack format)")
+	quant := fs.String("quant", "f32", "format of the matrices on the device: f32, f16, bf16, q8 or q4 (as a pack of that format)")
 	check := fs.Bool("check", false, "also check the plan against this machine's WebGPU adapter")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *quant != "f32" {
-		return fmt.Errorf("--quant %s: only f32 weights are planned so far", *quant)
-	}
 	ctx := context.Background()
-	mp, err := model.Plan(ctx, model.PlanRequest{Source: *src, Width: *width, Height: *height, CaptionTokens: *tokens})
+	mp, err := model.Plan(ctx, model.PlanRequest{Source: *src, Width: *width, Height: *height, CaptionTokens: *tokens, Weights: *quant})
 	if err != nil {
 		return err
 	}

@@ -68,7 +68,7 @@ func (c *CPU) New(dt tensor.DType, shape ...int) (*Tensor, error) {
 		return &Tensor{shape: s, dtype: dt, store: &planStore{}, owner: c}, nil
 	}
 	if dt.Quantized() {
-		return &Tensor{shape: s, dtype: dt, store: make([]byte, dt.Bytes(s)), owner: c}, nil
+		return &Tensor{shape: s, dtype: dt, store: make([]byte, dt.Bytes(s)), owner: c, prows: s.Numel() / s[len(s)-1]}, nil
 	}
 	return &Tensor{shape: s, dtype: dt, store: make([]float32, s.Numel()), owner: c}, nil
 }
@@ -76,7 +76,7 @@ func (c *CPU) New(dt tensor.DType, shape ...int) (*Tensor, error) {
 func (c *CPU) View(t *Tensor, off int, shape ...int) *Tensor {
 	checkOwner(c, "View", t)
 	s := viewShape("View", t, off, shape)
-	return &Tensor{shape: s, dtype: t.dtype, off: t.off + off, store: t.store, view: true, owner: c}
+	return &Tensor{shape: s, dtype: t.dtype, off: t.off + off, store: t.store, view: true, owner: c, prows: t.prows}
 }
 
 // data is the tensor's window of its storage.
@@ -161,10 +161,8 @@ func (c *CPU) MatMul(dst, x, w, bias *Tensor) {
 		return // a memory plan: shapes checked, nothing computed
 	}
 	switch w.dtype {
-	case tensor.Q8:
-		ref.MatMulQ8(c.data(dst), c.data(x), w.store.([]byte), c.data(bias), M, N, K)
-	case tensor.Q4:
-		ref.MatMulQ4(c.data(dst), c.data(x), w.store.([]byte), c.data(bias), M, N, K)
+	case tensor.Q8, tensor.Q4:
+		ref.MatMulQRows(c.data(dst), c.data(x), w.store.([]byte), c.data(bias), M, N, K, w.prows, w.off/K, w.dtype == tensor.Q4)
 	default:
 		ref.MatMul(c.data(dst), c.data(x), c.data(w), c.data(bias), M, N, K)
 	}

@@ -146,7 +146,11 @@ func (g *GPU) alloc(pool map[uint64][]*wgpu.Buffer, dt tensor.DType, shape []int
 		}
 		g.seq[buf] = len(g.seq)
 	}
-	return &Tensor{shape: s, dtype: dt, store: &gpuStore{buf}, owner: g}, nil
+	t := &Tensor{shape: s, dtype: dt, store: &gpuStore{buf}, owner: g}
+	if dt.Quantized() {
+		t.prows = s.Numel() / s[len(s)-1]
+	}
+	return t, nil
 }
 
 // storageBytes is the buffer size of n elements: 4 bytes each for f32,
@@ -164,7 +168,7 @@ func (g *GPU) View(t *Tensor, off int, shape ...int) *Tensor {
 	if t.dtype != tensor.F32 && (t.off+off)%2 != 0 {
 		panic(fmt.Sprintf("ops: View: a view of %s must start at an even element, not %d", t, t.off+off))
 	}
-	return &Tensor{shape: s, dtype: t.dtype, off: t.off + off, store: t.store, view: true, owner: g}
+	return &Tensor{shape: s, dtype: t.dtype, off: t.off + off, store: t.store, view: true, owner: g, prows: t.prows}
 }
 
 func (g *GPU) buffer(t *Tensor) *wgpu.Buffer {
@@ -326,8 +330,9 @@ func elemBytes(t *Tensor) uint64 {
 // the aligned-down byte offset and the remainder (in elements) is returned
 // for the params. Every binding of every op goes through here.
 func (g *GPU) window(t *Tensor, off, n int) (wgpu.Binding, uint32) {
-	if t.dtype.Quantized() { // never viewed: always the whole buffer
-		return wgpu.Binding{Buffer: g.buffer(t), Size: uint64(t.dtype.Bytes(t.shape))}, 0
+	if t.dtype.Quantized() { // always the whole tensor; a view of rows passes its first row
+		whole := tensor.Shape{t.prows, t.shape[len(t.shape)-1]}
+		return wgpu.Binding{Buffer: g.buffer(t), Size: uint64(t.dtype.Bytes(whole))}, 0
 	}
 	elem := elemBytes(t)
 	byteOff := uint64(t.off+off) * elem

@@ -22,15 +22,17 @@ type MatMulQParams struct {
 	XOff, BOff, OutOff, HasBias uint32
 	Groups                      uint32 // groups of 32 a weight row, ceil(K/32)
 	Second                      uint32 // word offset of the scales (q8) or (d, m) words (q4)
-	_                           [2]uint32
+	Row0                        uint32 // first weight row (a view of whole rows)
+	_                           [1]uint32
 }
 
 // matmulQ dispatches matmulq.wgsl for a q8 or q4 weight w; p and the
 // bindings (x, w whole, bias, out) are matmul's.
 func (g *GPU) matmulQ(w *Tensor, groups int, p MatMulParams, bs ...wgpu.Binding) {
-	l := w.dtype.Layout(w.shape)
+	K := w.shape[len(w.shape)-1]
+	l := w.dtype.Layout(tensor.Shape{w.prows, K}) // of the whole tensor, for a view
 	q := MatMulQParams{M: p.M, N: p.N, K: p.K, TilesN: p.TilesN, XOff: p.XOff, BOff: p.BOff, OutOff: p.OutOff,
-		HasBias: p.HasBias, Groups: uint32(l.Groups)}
+		HasBias: p.HasBias, Groups: uint32(l.Groups), Row0: uint32(w.off / K)}
 	if l.Second/4 > math.MaxUint32 {
 		// Far above any storage binding: the dispatch reports the limit.
 		q.Second = math.MaxUint32

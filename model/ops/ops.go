@@ -33,6 +33,7 @@ type Tensor struct {
 	store any // backend-private storage
 	view  bool
 	owner Backend
+	prows int // packed (q8/q4) tensors: rows of the whole tensor, kept by views
 }
 
 // Shape returns the tensor's dimensions (do not modify).
@@ -180,11 +181,15 @@ func viewShape(op string, t *Tensor, off int, shape []int) tensor.Shape {
 	if !s.Valid() || off < 0 || off+s.Numel() > t.Numel() {
 		panic(fmt.Sprintf("ops: %s: view of %d elements at %d does not fit in %s", op, s.Numel(), off, t))
 	}
-	if t.dtype.Quantized() && (off != 0 || !s.Equal(t.shape)) {
-		// Groups of 32 share a scale and the two sections are laid out
-		// for the whole tensor: a part of it is no tensor of its own.
-		panic(fmt.Sprintf("ops: %s: a %s tensor is packed and has no views but the whole tensor (asked for %d elements at %d of %s)",
-			op, t.dtype, s.Numel(), off, t))
+	if t.dtype.Quantized() {
+		// Groups of 32 along a row share a scale, and the two sections are
+		// laid out for the whole tensor: a view is a block of whole rows
+		// (MatMul finds its groups by row index).
+		K := t.shape[len(t.shape)-1]
+		if len(s) != 2 || s[1] != K || off%K != 0 {
+			panic(fmt.Sprintf("ops: %s: a view of the packed %s tensor %s must be whole rows (n, %d), not %d elements %v at %d",
+				op, t.dtype, t, K, s.Numel(), s, off))
+		}
 	}
 	return s
 }

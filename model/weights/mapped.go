@@ -319,3 +319,45 @@ func squeezeAttention(name string, s tensor.Shape) tensor.Shape {
 	}
 	return s
 }
+
+// Packed returns a tensor's stored bytes and type when they can be
+// uploaded to a GPU as they are: one stored tensor (not a fused qkv) kept
+// as f16, bf16 (safetensors or a pack) or q8, q4 (a pack), and not a
+// host-only table. ok is false otherwise, and the tensor is read through
+// Float32.
+func (m *Mapped) Packed(name string) (raw []byte, dt tensor.DType, ok bool, err error) {
+	e, ok := m.entries[name]
+	if !ok || len(e.parts) != 1 {
+		return nil, 0, false, nil
+	}
+	stored := e.parts[0]
+	switch base := m.base.(type) {
+	case *Pack:
+		t, found := base.Tensor(stored)
+		if !found || t.HostOnly {
+			return nil, 0, false, nil
+		}
+		switch t.DType {
+		case PackF16:
+			dt = tensor.F16
+		case PackBF16:
+			dt = tensor.BF16
+		case PackQ8:
+			dt = tensor.Q8
+		case PackQ4:
+			dt = tensor.Q4
+		default:
+			return nil, 0, false, nil
+		}
+		raw, _, err = base.Raw(stored)
+		return raw, dt, err == nil, err
+	case *File:
+		info, found := base.Info(stored)
+		if !found || (info.DType != tensor.F16 && info.DType != tensor.BF16) {
+			return nil, 0, false, nil
+		}
+		raw, _, err = base.Raw(stored)
+		return raw, info.DType, err == nil, err
+	}
+	return nil, 0, false, nil
+}

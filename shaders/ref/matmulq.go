@@ -105,12 +105,18 @@ func MatMulQ4(out, x []float32, w []byte, bias []float32, M, N, K int) {
 }
 
 func matmulQ(out, x []float32, w []byte, bias []float32, M, N, K int, q4 bool) {
-	if len(x) != M*K || len(w) != QuantBytes(q4, N, K) || len(out) != M*N || (bias != nil && len(bias) != N) {
+	MatMulQRows(out, x, w, bias, M, N, K, N, 0, q4)
+}
+
+// MatMulQRows is MatMulQ8 (or, with q4, MatMulQ4) on rows row0 … row0+N−1
+// of a packed weight of R rows: the weight rows of a view.
+func MatMulQRows(out, x []float32, w []byte, bias []float32, M, N, K, R, row0 int, q4 bool) {
+	if len(x) != M*K || len(w) != QuantBytes(q4, R, K) || row0 < 0 || row0+N > R || len(out) != M*N || (bias != nil && len(bias) != N) {
 		panic("ref: MatMulQ: bad lengths")
 	}
 	wr := make([]float64, K)
 	for n := range N {
-		dequantRow(wr, w, n, N, K, q4)
+		dequantRow(wr, w, row0+n, R, K, q4)
 		for m := range M {
 			var s float64
 			for k, xv := range x[m*K : (m+1)*K] {

@@ -17,7 +17,20 @@ type Loader struct {
 	B      ops.Backend
 	Src    weights.Source
 	Prefix string // prepended to every name, e.g. "transformer."
-	loaded []*ops.Tensor
+	// Packed uploads matrices (2-D weights, which the networks only
+	// multiply by) in their stored format where the source keeps them as
+	// f16, bf16, q8 or q4, instead of converting them to f32. With no Src
+	// (a memory plan), PlanDType is the format those matrices are planned
+	// in (zero: f32).
+	Packed    bool
+	PlanDType tensor.DType
+	loaded    []*ops.Tensor
+}
+
+// packedSource is a source that can hand over stored bytes
+// (weights.Mapped).
+type packedSource interface {
+	Packed(name string) ([]byte, tensor.DType, bool, error)
 }
 
 // Load reads the named tensor, checks its shape, and uploads it as f32.
@@ -25,12 +38,36 @@ type Loader struct {
 func (l *Loader) Load(name string, shape ...int) (*ops.Tensor, error) {
 	full := l.Prefix + name
 	if l.Src == nil {
-		t, err := l.B.New(tensor.F32, shape...)
+		dt := tensor.F32
+		if l.Packed && len(shape) == 2 {
+			dt = l.PlanDType
+		}
+		t, err := l.B.New(dt, shape...)
 		if err != nil {
 			return nil, fmt.Errorf("allocate %q: %w", full, err)
 		}
 		l.loaded = append(l.loaded, t)
 		return t, nil
+	}
+	if ps, ok := l.Src.(packedSource); ok && l.Packed && len(shape) == 2 {
+		if info, found := l.Src.Info(full); found && info.Shape.Equal(shape) {
+			raw, dt, ok, err := ps.Packed(full)
+			if err != nil {
+				return nil, fmt.Errorf("read %q: %w", full, err)
+			}
+			if ok {
+				t, err := l.B.New(dt, shape...)
+				if err != nil {
+					return nil, fmt.Errorf("upload %q: %w", full, err)
+				}
+				if err := l.B.WriteRaw(t, raw); err != nil {
+					l.B.Release(t)
+					return nil, fmt.Errorf("upload %q: %w", full, err)
+				}
+				l.loaded = append(l.loaded, t)
+				return t, nil
+			}
+		}
 	}
 	v, err := weights.Expect(l.Src, full, shape...)
 	if err != nil {

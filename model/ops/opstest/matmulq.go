@@ -22,7 +22,17 @@ import (
 // extension or a swapped nibble changes a term by about |x_k w_k| and the
 // NMSE by about 1/K, far outside both.
 func matmulQCase(wdt tensor.DType, M, K, N int, bias, random bool) Case {
+	return matmulQRowsCase(wdt, M, K, N, N, 0, bias, random)
+}
+
+// matmulQRowsCase multiplies by rows row0 … row0+N−1 of a packed weight of
+// R rows, through a view of whole rows (the transformer's q/k/v and adaLN
+// chunks are such views).
+func matmulQRowsCase(wdt tensor.DType, M, K, N, R, row0 int, bias, random bool) Case {
 	p := fmt.Sprintf("w=%s,M=%d,K=%d,N=%d", wdt, M, K, N)
+	if R != N {
+		p += fmt.Sprintf(",rows=%d+%d/%d", row0, N, R)
+	}
 	if bias {
 		p += ",bias"
 	}
@@ -31,9 +41,13 @@ func matmulQCase(wdt tensor.DType, M, K, N int, bias, random bool) Case {
 		if err != nil {
 			return err
 		}
-		w, err := h.inputPacked(wdt, N, K)
+		w, err := h.inputPacked(wdt, R, K)
 		if err != nil {
 			return err
+		}
+		wview := w.view
+		if R != N {
+			wview = h.b.View(w.view, row0*K, N, K)
 		}
 		var bt *operand
 		var bhost []float32
@@ -48,19 +62,17 @@ func matmulQCase(wdt tensor.DType, M, K, N int, bias, random bool) Case {
 			return err
 		}
 		if bias {
-			h.b.MatMul(out.view, x.view, w.view, bt.view)
+			h.b.MatMul(out.view, x.view, wview, bt.view)
 		} else {
-			h.b.MatMul(out.view, x.view, w.view, nil)
+			h.b.MatMul(out.view, x.view, wview, nil)
 		}
 		want := make([]float32, M*N)
 		terms := 2 * float64(K+1)
 		if wdt == tensor.Q4 {
-			ref.MatMulQ4(want, x.host, w.raw, bhost, M, N, K)
 			terms = 2 * float64(K+2)
-		} else {
-			ref.MatMulQ8(want, x.host, w.raw, bhost, M, N, K)
 		}
-		wv := dequant(wdt, w.raw, N, K)
+		ref.MatMulQRows(want, x.host, w.raw, bhost, M, N, K, R, row0, wdt == tensor.Q4)
+		wv := dequant(wdt, w.raw, R, K)[row0*K:]
 		scale := make([]float64, M*N)
 		for m := range M {
 			for n := range N {
@@ -86,14 +98,15 @@ func matmulQCases(cfg Config) []Case {
 	var cs []Case
 	for _, wdt := range []tensor.DType{tensor.Q8, tensor.Q4} {
 		cs = append(cs,
-			matmulQCase(wdt, 1, 1, 1, false, false),        // K = 1: one value, 31 of padding
-			matmulQCase(wdt, 7, 31, 11, true, false),       // one ragged group
-			matmulQCase(wdt, 5, 32, 3, false, false),       // one whole group
-			matmulQCase(wdt, t+1, 33, t-1, true, false),    // a group and one value; tile edges
-			matmulQCase(wdt, t-1, 64, t+1, false, false),   // two groups
-			matmulQCase(wdt, t, 70, t, true, false),        // K % 32 = 6: a quad and two single values
-			matmulQCase(wdt, 3, 1023, 5, false, false),     // K % 32 = 31, K odd
-			matmulQCase(wdt, 1030, 40, 1030, false, false), // many workgroups
+			matmulQCase(wdt, 1, 1, 1, false, false),              // K = 1: one value, 31 of padding
+			matmulQRowsCase(wdt, 5, 70, 12, 40, 17, true, false), // a view of rows 17-28 of 40
+			matmulQCase(wdt, 7, 31, 11, true, false),             // one ragged group
+			matmulQCase(wdt, 5, 32, 3, false, false),             // one whole group
+			matmulQCase(wdt, t+1, 33, t-1, true, false),          // a group and one value; tile edges
+			matmulQCase(wdt, t-1, 64, t+1, false, false),         // two groups
+			matmulQCase(wdt, t, 70, t, true, false),              // K % 32 = 6: a quad and two single values
+			matmulQCase(wdt, 3, 1023, 5, false, false),           // K % 32 = 31, K odd
+			matmulQCase(wdt, 1030, 40, 1030, false, false),       // many workgroups
 		)
 		if !cfg.Short {
 			cs = append(cs,
