@@ -60,6 +60,15 @@ func (p *Pipeline) resolve(req Request) (resolved, error) {
 	if r.Shift == 0 {
 		r.Shift = d.shift
 	}
+	if r.Diffusers && r.DynamicShift {
+		if shape, err := p.latentShape(r.Width, r.Height); err == nil {
+			pt := p.dit.Cfg.PatchSize
+			r.Shift = sched.DynamicShift(shape[1] / pt * shape[2] / pt)
+		}
+	}
+	if r.CFGTruncRatio < 0 || r.CFGTruncRatio > 1 || math.IsNaN(r.CFGTruncRatio) {
+		return r, fmt.Errorf("model: cfg-trunc-ratio %g: want 0 to 1", r.CFGTruncRatio)
+	}
 	if r.Shift < 0 || math.IsNaN(r.Shift) || math.IsInf(r.Shift, 0) {
 		return r, fmt.Errorf("model: shift %g: want a positive number", r.Shift)
 	}
@@ -265,9 +274,18 @@ func (p *Pipeline) velocity(ctx context.Context, r resolved, shape tensor.Shape,
 			return nil, fmt.Errorf("model: transformer: %w", err)
 		}
 		evals++
-		if B == 1 || (r.CFGTrunc > 0 && !(t < r.CFGTrunc)) {
+		trunc := sched.Trunc{Time: r.CFGTrunc}
+		if r.Diffusers {
+			trunc = sched.Trunc{Ratio: r.CFGTruncRatio}
+		}
+		steps := max(1, total/perStep(r.solver))
+		step := (evals - 1) / perStep(r.solver)
+		switch {
+		case B == 1 || !trunc.Guided(t, step, steps):
 			copy(guided, vals[:n])
-		} else {
+		case r.Diffusers:
+			sched.GuideRows(guided, vals[:n], vals[n:2*n], r.Guidance, shape[2])
+		default:
 			sched.Guide(guided, vals[:n], vals[n:2*n], r.Guidance, r.Renorm)
 		}
 		if p.cfg.Preview != nil {
@@ -371,3 +389,6 @@ func (p *Pipeline) preview(ctx context.Context, eval, total int, x, v []float32,
 	p.cfg.Preview(eval, total, img)
 	return nil
 }
+
+// perStep is the model evaluations one solver step makes.
+func perStep(s sched.Solver) int { return max(1, s.NFE(1)) }

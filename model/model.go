@@ -108,6 +108,19 @@ type Request struct {
 	Seed   uint64
 	// System picks the system prompt written before Prompt.
 	System SystemPrompt
+	// Diffusers switches the sampler to the diffusers references'
+	// semantics where they differ from the original (spec §10): guidance
+	// renormalised per row to the conditional row's norm (cfg_normalization,
+	// Renorm is then ignored), CFGTruncRatio as the truncation, and with
+	// DynamicShift the shift computed from the image's token count
+	// (use_dynamic_shifting).
+	Diffusers bool
+	// CFGTruncRatio is diffusers' cfg_trunc_ratio: with Diffusers, CFG is
+	// skipped at step i of N when (i+1)/N > CFGTruncRatio. 0 means 1 (never).
+	CFGTruncRatio float64
+	// DynamicShift (with Diffusers) sets the shift from the image's token
+	// count instead of Shift.
+	DynamicShift bool
 	// Cache is TeaCache's threshold (spec §6; the published script uses
 	// 0.3): model evaluations judged redundant reuse the joint layers'
 	// previous residual, separately for the positive and negative

@@ -107,7 +107,7 @@ func openComponents(ctx context.Context, source string, cfg Config) (*components
 	if st, err := os.Stat(source); err == nil && !st.IsDir() && strings.HasSuffix(source, ".json") {
 		return openPack(&weights.Dir{Path: filepath.Dir(source)}, filepath.Base(source), source)
 	}
-	if st, err := os.Stat(source); err == nil && !st.IsDir() && strings.HasSuffix(source, ".safetensors") {
+	if st, err := os.Stat(source); err == nil && !st.IsDir() && (strings.HasSuffix(source, ".safetensors") || strings.HasSuffix(source, ".gguf")) {
 		return openFiles(source, cfg)
 	}
 	if _, err := os.Stat(filepath.Join(source, packManifest)); err == nil {
@@ -378,7 +378,18 @@ func openFiles(ditPath string, cfg Config) (*components, error) {
 		return nil, fmt.Errorf("model: %w", err)
 	}
 	for i, path := range []string{cfg.TextEncoder, ditPath, cfg.VAE} {
-		f, err := weights.OpenSafetensors(path)
+		var f interface {
+			weights.Source
+			Close() error
+		}
+		var err error
+		if strings.HasSuffix(path, ".gguf") {
+			// The community GGUF quants of Lumina-2 keep the original
+			// names; they are read through ggml's block formats.
+			f, err = weights.OpenGGUF(path)
+		} else {
+			f, err = weights.OpenSafetensors(path)
+		}
 		if err != nil {
 			c.close()
 			return nil, fmt.Errorf("model: %w", err)

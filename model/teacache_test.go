@@ -98,3 +98,42 @@ func TestPreview(t *testing.T) {
 		t.Logf("last preview within %.1f/255 of the image", mean)
 	}
 }
+
+// The diffusers semantics: a truncation ratio of 1 (or 0) never truncates,
+// a ratio of 0.5 drops CFG from the second half of the steps and changes
+// the image, and per-row renormalisation differs from the global clamp.
+func TestDiffusersSemantics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("several generations (run without -short)")
+	}
+	ctx := context.Background()
+	p, err := Open(ctx, "", Config{CPU: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	gen := func(r Request) []byte {
+		r.Prompt, r.Seed, r.Solver, r.Steps = "a white circle on a purple background", 6, "euler", 4
+		img, err := p.Generate(ctx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img.Pix
+	}
+	orig := gen(Request{})
+	full := gen(Request{Diffusers: true})
+	one := gen(Request{Diffusers: true, CFGTruncRatio: 1})
+	half := gen(Request{Diffusers: true, CFGTruncRatio: 0.5})
+	if !bytes.Equal(full, one) {
+		t.Error("ratio 1 truncated")
+	}
+	if bytes.Equal(full, half) {
+		t.Error("ratio 0.5 changed nothing")
+	}
+	if bytes.Equal(orig, full) {
+		t.Error("per-row renormalisation gave the global clamp's image")
+	}
+	if _, err := p.Generate(ctx, Request{Diffusers: true, CFGTruncRatio: 2}); err == nil {
+		t.Error("ratio 2 accepted")
+	}
+}

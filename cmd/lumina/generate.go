@@ -28,6 +28,8 @@ type genFlags struct {
 	width, height, steps      int
 	guidance, cfgTrunc, shift float64
 	renorm, cache             float64
+	diffusers, dynamicShift   bool
+	cfgTruncRatio             float64
 	solver, system, out       string
 	seed                      uint64
 	cpu                       bool
@@ -52,6 +54,9 @@ func parseGenerate(args []string) (*genFlags, error) {
 	fs.Float64Var(&f.renorm, "renorm", 0, "CFG renormalisation: clamp the guided velocity's norm to this × the conditional one's (0: 1; negative: off)")
 	fs.StringVar(&f.solver, "solver", "", "midpoint, euler or dpm (empty: the model's default)")
 	fs.Float64Var(&f.shift, "shift", 0, "time shift (0: the model's default)")
+	fs.BoolVar(&f.diffusers, "diffusers", false, "use the diffusers pipeline's semantics where the references differ: per-row CFG renormalisation, --cfg-trunc-ratio, --dynamic-shift")
+	fs.Float64Var(&f.cfgTruncRatio, "cfg-trunc-ratio", 0, "with --diffusers: skip CFG at step i of N when (i+1)/N > this (0: never)")
+	fs.BoolVar(&f.dynamicShift, "dynamic-shift", false, "with --diffusers: the shift from the image's token count")
 	fs.Float64Var(&f.cache, "cache", 0, "TeaCache threshold: reuse the joint layers' residual on evaluations judged redundant (0: off; 0.3 is the published setting)")
 	fs.StringVar(&f.system, "system", "real", "system prompt: real, align, base, aesthetics, 4grid or empty")
 	fs.Uint64Var(&f.seed, "seed", 0, "noise seed")
@@ -79,7 +84,8 @@ func (f *genFlags) request() (model.Request, error) {
 	}
 	return model.Request{Prompt: f.prompt, Negative: f.negative, Width: f.width, Height: f.height,
 		Steps: f.steps, Guidance: f.guidance, CFGTrunc: f.cfgTrunc, Renorm: f.renorm,
-		Solver: f.solver, Shift: f.shift, Seed: f.seed, System: sys, Cache: f.cache}, nil
+		Solver: f.solver, Shift: f.shift, Seed: f.seed, System: sys, Cache: f.cache,
+		Diffusers: f.diffusers, CFGTruncRatio: f.cfgTruncRatio, DynamicShift: f.dynamicShift}, nil
 }
 
 func generate(args []string) error {
