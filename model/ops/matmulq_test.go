@@ -153,7 +153,8 @@ func TestMatMulQGPUMatchesPack(t *testing.T) {
 	}
 }
 
-// Packed tensors: no partial views, no float writes, byte counts checked;
+// Packed tensors: views of whole rows only, no float writes, byte counts
+// checked;
 // a packed weight above the binding limit is a *wgpu.LimitError.
 func TestPackedMisuse(t *testing.T) {
 	c := ops.NewCPU()
@@ -167,8 +168,14 @@ func TestPackedMisuse(t *testing.T) {
 		f()
 		return ""
 	}
-	if m := msg(func() { c.View(w, 64, 1, 64) }); !strings.Contains(m, "packed") {
-		t.Errorf("a row view of a q8 tensor: %q", m)
+	if m := msg(func() { c.View(w, 32, 1, 32) }); !strings.Contains(m, "packed") {
+		t.Errorf("a view of part of a row of a q8 tensor: %q", m)
+	}
+	if m := msg(func() { c.View(w, 0, 256) }); !strings.Contains(m, "packed") {
+		t.Errorf("a flat view of a q8 tensor: %q", m)
+	}
+	if m := msg(func() { c.View(w, 64, 1, 64) }); m != "" {
+		t.Errorf("a view of one whole row of a q8 tensor: %q", m)
 	}
 	if m := msg(func() { c.View(w, 0, 4, 64) }); m != "" {
 		t.Errorf("the whole view of a q8 tensor: %q", m)
