@@ -9,6 +9,7 @@ import (
 
 	"github.com/luminaweb/lumina/model/internal/dit"
 	"github.com/luminaweb/lumina/model/internal/gemma2"
+	"github.com/luminaweb/lumina/model/internal/sched"
 	"github.com/luminaweb/lumina/model/internal/vae"
 	"github.com/luminaweb/lumina/model/ops"
 	"github.com/luminaweb/lumina/model/tensor"
@@ -187,7 +188,7 @@ func (pl *planner) plan(ctx context.Context, pr PlanRequest) (*MemoryPlan, error
 	})
 	if err == nil {
 		err = stage(StageDenoise, func() error {
-			r := resolved{Request: Request{Guidance: 4, Renorm: 1}}
+			r := resolved{Request: Request{Guidance: 4, Renorm: 1}, solver: sched.Euler{}}
 			v, release, err := p.velocity(ctx, r, shape, feats, lens, 1, func(int) {})
 			if err != nil {
 				return err
