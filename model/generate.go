@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/luminaweb/lumina/model/internal/gemma2"
 	"github.com/luminaweb/lumina/model/internal/sched"
 	"github.com/luminaweb/lumina/model/internal/tokenizer"
 	"github.com/luminaweb/lumina/model/internal/vae"
@@ -216,8 +217,25 @@ func (p *Pipeline) encode(ctx context.Context, prompts []string) (*ops.Tensor, [
 
 // encodeIDs is encode for token ids. The embedding rows come from the
 // checkpoint (only the prompt's tokens are read), never from a table on the
-// device.
+// device. With LowMemory the text encoder's weights are loaded for the
+// call and freed after.
 func (p *Pipeline) encodeIDs(ctx context.Context, ids [][]int) (*ops.Tensor, []int, error) {
+	gl := p.loaders[0]
+	if p.text == nil {
+		var err error
+		if p.text, err = gemma2.LoadStreamed(gl, p.textCfg, p.textN); err != nil {
+			return nil, nil, fmt.Errorf("model: reload the text encoder: %w", err)
+		}
+	}
+	if p.cfg.LowMemory {
+		defer func() {
+			gl.Release()
+			p.text = nil
+			if t, ok := p.b.(interface{ Trim() }); ok {
+				t.Trim()
+			}
+		}()
+	}
 	feats, lens, err := p.text.EncodeTokens(ids, p.textN)
 	if err != nil {
 		return nil, nil, fmt.Errorf("model: encode: %w", err)

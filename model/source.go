@@ -51,6 +51,7 @@ func Open(ctx context.Context, source string, cfg Config) (*Pipeline, error) {
 		// Check the memory plan against the device before loading
 		// anything: a model that cannot fit fails here, with what to lower.
 		if p.planner, err = newPlanner(c.gcfg, c.dcfg, c.vcfg, c.name, c.matrixDType()); err == nil {
+			p.planner.p.cfg.LowMemory = cfg.LowMemory
 			var mp *MemoryPlan
 			if mp, err = p.planner.plan(ctx, PlanRequest{Width: c.def.width, Height: c.def.height}); err == nil {
 				err = mp.Check(dev.Limits())
@@ -231,6 +232,7 @@ func (p *Pipeline) load(srcs [3]weights.Source, gcfg gemma2.Config, dcfg dit.Con
 	gl := &nn.Loader{B: p.b, Src: gsrc, Packed: true, PlanDType: p.planDType}
 	p.loaders = append(p.loaders, gl)
 	p.textN = gcfg.NumHiddenLayers - 1 // hidden_states[-2] (spec §1.4)
+	p.textCfg = gcfg
 	if p.text, err = gemma2.LoadStreamed(gl, gcfg, p.textN); err != nil {
 		return fmt.Errorf("model: text encoder: %w", err)
 	}

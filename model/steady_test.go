@@ -36,3 +36,42 @@ func TestGPUSteadyDenoise(t *testing.T) {
 	}
 	t.Logf("after the first evaluation: %d buffers, %d kernels, %d bind groups; %d submits to the end", first.Buffers, first.Kernels, first.BindGroups, last.Submits-first.Submits)
 }
+
+// LowMemory frees the text encoder's weights on the device after encoding
+// (and loads them again for the next image): the same images, with fewer
+// bytes held while denoising.
+func TestLowMemory(t *testing.T) {
+	dev := gputest.OpenOrSkip(t, wgpu.Options{})
+	ctx := context.Background()
+	req := Request{Prompt: "a yellow square on a black background", Seed: 3, Steps: 3}
+	run := func(low bool) ([]byte, uint64) {
+		var during uint64
+		p, err := Open(ctx, "", Config{Device: dev, LowMemory: low, Progress: func(pr Progress) {
+			if pr.Stage == StageDenoise && pr.Done == 1 {
+				during = dev.Stats().BufferBytes
+			}
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		var pix []byte
+		for range 2 { // the second image reloads the text encoder
+			img, err := p.Generate(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pix = img.Pix
+		}
+		return pix, during
+	}
+	a, full := run(false)
+	b, low := run(true)
+	if string(a) != string(b) {
+		t.Fatal("LowMemory changed the image")
+	}
+	if low >= full {
+		t.Fatalf("denoising held %d bytes with LowMemory, %d without", low, full)
+	}
+	t.Logf("device bytes while denoising: %d without, %d with LowMemory", full, low)
+}

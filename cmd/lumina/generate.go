@@ -38,6 +38,7 @@ type genFlags struct {
 	quiet                     bool
 	files                     sepFiles
 	preview                   string
+	lowMemory                 bool
 }
 
 func parseGenerate(args []string) (*genFlags, error) {
@@ -66,6 +67,7 @@ func parseGenerate(args []string) (*genFlags, error) {
 	fs.IntVar(&f.bench, "bench", 0, "generate this many times and print per-stage timings")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress bar")
 	f.files.flags(fs)
+	fs.BoolVar(&f.lowMemory, "low-memory", false, "free the text encoder's weights on the device after encoding (reloaded for each image)")
 	fs.StringVar(&f.preview, "preview", "", "write the predicted image after every model evaluation to this PNG (a full VAE decode each time)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -101,7 +103,7 @@ func generate(args []string) error {
 	defer stop()
 
 	bar := newBar(f.quiet)
-	cfg := f.files.config(model.Config{CPU: f.cpu, GPUBackend: f.backend, Progress: bar.report})
+	cfg := f.files.config(model.Config{CPU: f.cpu, GPUBackend: f.backend, Progress: bar.report, LowMemory: f.lowMemory})
 	if f.preview != "" {
 		cfg.Preview = func(eval, total int, img *image.NRGBA) {
 			if err := writePNG(f.preview, img, nil); err != nil {

@@ -21,12 +21,13 @@ func plan(args []string) error {
 	height := fs.Int("height", 0, "image height (0: the model's native size)")
 	tokens := fs.Int("tokens", 0, "prompt length in tokens (0: 256, the worst case)")
 	quant := fs.String("quant", "f32", "format of the matrices on the device: f32, f16, bf16, q8 or q4 (as a pack of that format)")
+	low := fs.Bool("low-memory", false, "free the text encoder's weights after encoding (generate --low-memory)")
 	check := fs.Bool("check", false, "also check the plan against this machine's WebGPU adapter")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	ctx := context.Background()
-	mp, err := model.Plan(ctx, model.PlanRequest{Source: *src, Width: *width, Height: *height, CaptionTokens: *tokens, Weights: *quant})
+	mp, err := model.Plan(ctx, model.PlanRequest{Source: *src, Width: *width, Height: *height, CaptionTokens: *tokens, Weights: *quant, LowMemory: *low})
 	if err != nil {
 		return err
 	}

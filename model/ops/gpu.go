@@ -91,6 +91,19 @@ func (g *GPU) New(dt tensor.DType, shape ...int) (*Tensor, error) {
 	return g.alloc(g.pool, dt, shape)
 }
 
+// Trim destroys the buffers of released tensors, giving their memory back
+// to the device (released buffers are otherwise kept for reuse).
+func (g *GPU) Trim() {
+	for size, free := range g.pool {
+		for _, b := range free {
+			b.Destroy()
+			delete(g.seq, b)
+			g.all = slices.DeleteFunc(g.all, func(x *wgpu.Buffer) bool { return x == b })
+		}
+		delete(g.pool, size)
+	}
+}
+
 // temp allocates an op's own scratch tensor, released with releaseTemp
 // before the op returns. Scratch has its own pool, so that ops' temporaries
 // never take the buffers the model's tensors would get.
