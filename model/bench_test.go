@@ -147,7 +147,7 @@ func BenchmarkPack2B(b *testing.B) {
 			runtime.GC()
 			stopLoad := peakHeap()
 			t0 := time.Now()
-			l := &nn.Loader{B: g, Src: src}
+			l := &nn.Loader{B: g, Src: src, Packed: true}
 			if _, err := dit.Load(l, cfg); err != nil {
 				b.Fatal(err)
 			}
