@@ -18,8 +18,9 @@ WASI_TEST := GOOS=wasip1 GOARCH=wasm $(GO) test -exec "$(CURDIR)/build/lumina wa
 # Packages the web page will use; they must build for GOOS=js.
 JS_PKGS := ./wgpu/... ./shaders/... ./model/...
 # Packages whose tests run under wasip1 (CPU backend and, through the
-# host, the GPU).
-WASI_PKGS := ./wgpu ./shaders/... ./model/...
+# host, the GPU); the golden ones run in a second pass that records digests.
+GOLDEN_PKGS := ./model ./model/internal/gemma2 ./model/internal/dit ./model/internal/vae
+WASI_PKGS := ./wgpu ./shaders/... $(filter-out $(GOLDEN_PKGS),$(addprefix ./,$(shell $(GO) list ./model/... 2>/dev/null | sed 's|^github.com/luminaweb/lumina/||')))
 
 .PHONY: all deps build run test test-native test-nocgo test-js test-wasip1 bench check fmt vet xdg
 
@@ -88,6 +89,12 @@ test-wasip1: build
 	$(WASI_TEST) -count=1 -short -run 'ConformanceGPU$$' ./model/ops -args -digests=$(CURDIR)/build/digests-wasm.txt
 	cmp build/digests-native.txt build/digests-wasm.txt
 	@echo "wasm-hosted GPU conformance: $$(wc -l < build/digests-wasm.txt) outputs identical to native"
+	rm -f build/golden-native.txt build/golden-wasm.txt
+	$(GO) test -count=1 -short $(GOLDEN_PKGS) -args -golden.digests=$(CURDIR)/build/golden-native.txt
+	$(WASI_TEST) -count=1 -short $(GOLDEN_PKGS) -args -golden.digests=$(CURDIR)/build/golden-wasm.txt
+	sort build/golden-native.txt > build/golden-native.sorted && sort build/golden-wasm.txt > build/golden-wasm.sorted
+	cmp build/golden-native.sorted build/golden-wasm.sorted
+	@echo "golden model tests in the wasm host: $$(wc -l < build/golden-wasm.sorted) compared outputs identical to native"
 
 bench: deps xdg
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./model/ops/
@@ -99,7 +106,7 @@ vet:
 	$(GO) vet ./...
 	CGO_ENABLED=0 $(GO) vet ./...
 	GOOS=js GOARCH=wasm $(GO) vet $(JS_PKGS)
-	GOOS=wasip1 GOARCH=wasm $(GO) vet $(WASI_PKGS)
+	GOOS=wasip1 GOARCH=wasm $(GO) vet $(WASI_PKGS) $(GOLDEN_PKGS)
 
 # check: formatting, vet on every target, and the build matrix.
 check: vet

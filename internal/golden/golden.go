@@ -6,9 +6,11 @@
 package golden
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"math"
 	"os"
@@ -179,11 +181,25 @@ func (c *Case) Must(t testing.TB, name string) []float32 {
 	return v
 }
 
+var digestPath = flag.String("golden.digests", "", "append the SHA-256 of every output compared with a golden tensor to this file (to compare two runs bit for bit)")
+
 // Compare checks got against the golden tensor name elementwise with atol,
 // over the elements where keep(i) is true (nil: all). It reports the worst
 // element and fails the test when any exceeds atol.
 func (c *Case) Compare(t testing.TB, name string, got []float32, atol float64, keep func(i int) bool) {
 	t.Helper()
+	if *digestPath != "" {
+		raw := make([]byte, 4*len(got))
+		for i, v := range got {
+			binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+		}
+		f, err := os.OpenFile(*digestPath, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(f, "%x %s %s %s\n", sha256.Sum256(raw), t.Name(), c.Name, name)
+		f.Close()
+	}
 	want := c.Must(t, name)
 	if len(got) != len(want) {
 		t.Errorf("%s: %d values, golden has %d", name, len(got), len(want))
