@@ -131,6 +131,9 @@ func (r resolved) grid() []float64 {
 
 func (p *Pipeline) generate(ctx context.Context, r resolved) (*image.NRGBA, error) {
 	p.stats = Stats{}
+	if g, ok := p.b.(*ops.GPU); ok {
+		defer g.WithContext(ctx)() // cancel between dispatches, not only between evaluations
+	}
 	cfgOn := r.Guidance != 1
 
 	// 1. Text features: [positive, negative] in one batch (spec §1).

@@ -2,6 +2,7 @@ package model
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/luminaweb/lumina/internal/gputest"
@@ -74,4 +75,26 @@ func TestLowMemory(t *testing.T) {
 		t.Fatalf("denoising held %d bytes with LowMemory, %d without", low, full)
 	}
 	t.Logf("device bytes while denoising: %d without, %d with LowMemory", full, low)
+}
+
+// Cancelling the context during denoising stops Generate with the
+// context's error; the pipeline still works afterwards.
+func TestGenerateCancel(t *testing.T) {
+	dev := gputest.OpenOrSkip(t, wgpu.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := Open(context.Background(), "", Config{Device: dev, Progress: func(pr Progress) {
+		if pr.Stage == StageDenoise && pr.Done == 2 {
+			cancel()
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := p.Generate(ctx, Request{Prompt: "a red circle", Steps: 8}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Generate after cancel: %v", err)
+	}
+	if _, err := p.Generate(context.Background(), Request{Prompt: "a red circle", Steps: 2}); err != nil {
+		t.Fatalf("Generate after a cancelled one: %v", err)
+	}
 }

@@ -218,6 +218,9 @@ func (b *Batch) Submit(ctx context.Context) error {
 	return b.dev.submit(ctx, b.cmds, b.uniforms)
 }
 
+// Reset drops the recorded commands and the recorded error.
+func (b *Batch) Reset() { b.reset() }
+
 func (b *Batch) reset() {
 	b.cmds = b.cmds[:0]
 	b.uniforms = b.uniforms[:0]

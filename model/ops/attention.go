@@ -1,7 +1,6 @@
 package ops
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/luminaweb/lumina/model/tensor"
@@ -334,7 +333,7 @@ func (g *GPU) Attention(dst, q, k, v *Tensor, o AttnOptions) {
 			pp.QOff, pp.KOff, pp.VOff, pp.KLOff, pp.OutOff, pp.StOff = off[0], off[1], off[2], off[3], off[4], off[5]
 			g.dispatch("attention", "attention", nil, u1-u0, pp, bs...)
 			if heavy {
-				g.flush(context.Background())
+				g.flush(g.context())
 			}
 		})
 	}

@@ -45,6 +45,25 @@ type GPU struct {
 	all     []*wgpu.Buffer
 	allocs  int
 	matmulC map[string]float64
+	ctx     context.Context // set by WithContext: cancels between dispatches
+}
+
+// WithContext makes ctx cancel the backend's work between dispatches: once
+// ctx ends, recorded work is no longer submitted, further ops record
+// nothing, and the next Sync or Read returns ctx's error. The returned
+// function restores the previous context.
+func (g *GPU) WithContext(ctx context.Context) (restore func()) {
+	prev := g.ctx
+	g.ctx = ctx
+	return func() { g.ctx = prev }
+}
+
+// context is the context internal flushes run under.
+func (g *GPU) context() context.Context {
+	if g.ctx == nil {
+		return context.Background()
+	}
+	return g.ctx
 }
 
 type kernelKey struct{ family, entry string }
@@ -202,7 +221,7 @@ func (g *GPU) Write(t *Tensor, v []float32) error {
 	}
 	// queue writes run before any later submit, so recorded work that
 	// reads the old contents must be submitted first.
-	g.flush(context.Background())
+	g.flush(g.context())
 	if g.err != nil {
 		return g.err
 	}
@@ -278,7 +297,11 @@ func (g *GPU) Release(t *Tensor) {
 // flush submits the recorded work and returns the sticky error.
 func (g *GPU) flush(ctx context.Context) error {
 	if g.pending > 0 {
-		g.setErr(g.batch.Submit(ctx))
+		if g.err != nil {
+			g.batch.Reset() // after a failure, recorded work is dropped, not run
+		} else {
+			g.setErr(g.batch.Submit(ctx))
+		}
 		g.pending = 0
 	}
 	return g.err
@@ -483,6 +506,10 @@ func (g *GPU) dispatch(family, entry string, consts map[string]float64, groups i
 	if g.err != nil {
 		return
 	}
+	if g.ctx != nil && g.ctx.Err() != nil {
+		g.setErr(g.ctx.Err())
+		return
+	}
 	k := g.kernel(family, entry, consts)
 	if k == nil {
 		return
@@ -511,7 +538,7 @@ func (g *GPU) recorded() {
 	}
 	g.pending++
 	if g.pending >= g.opt.FlushEvery {
-		g.flush(context.Background())
+		g.flush(g.context())
 	}
 }
 

@@ -219,3 +219,31 @@ func TestMatMulSplitBinding(t *testing.T) {
 		t.Errorf("%d MatMul cases made only %d bind groups: the split did not happen", n+1, s.BindGroups)
 	}
 }
+
+// A context set with WithContext stops the backend between dispatches: the
+// ops after its end record nothing and Sync reports it; the backend works
+// again afterwards.
+func TestGPUWithContext(t *testing.T) {
+	g := newGPU(t, ops.GPUOptions{})
+	x, _ := g.New(tensor.F32, 64, 64)
+	y, _ := g.New(tensor.F32, 64, 64)
+	ctx, cancel := context.WithCancel(context.Background())
+	restore := g.WithContext(ctx)
+	g.MatMul(y, x, x, nil)
+	cancel()
+	before := g.Device().Stats().Submits
+	for range 200 { // past FlushEvery: nothing may be submitted now
+		g.MatMul(y, x, x, nil)
+	}
+	if err := g.Sync(context.Background()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Sync after the context ended: %v", err)
+	}
+	if s := g.Device().Stats().Submits; s != before {
+		t.Errorf("%d submissions after the context ended", s-before)
+	}
+	restore()
+	g.MatMul(y, x, x, nil)
+	if err := g.Sync(context.Background()); err != nil {
+		t.Fatalf("after restore: %v", err)
+	}
+}

@@ -1,7 +1,6 @@
 package ops
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -67,7 +66,7 @@ func (g *GPU) WriteRaw(t *Tensor, raw []byte) error {
 		return err
 	}
 	// As in Write: recorded work that reads the old contents goes first.
-	g.flush(context.Background())
+	g.flush(g.context())
 	if g.err != nil {
 		return g.err
 	}
