@@ -97,13 +97,10 @@ func (p *Pipeline) resolve(req Request) (resolved, error) {
 	return r, nil
 }
 
-func validSystem(s tokenizer.SystemPrompt) (err error) {
-	defer func() {
-		if recover() != nil {
-			err = fmt.Errorf("model: unknown system prompt %d", int(s))
-		}
-	}()
-	_ = s.Text()
+func validSystem(s tokenizer.SystemPrompt) error {
+	if _, err := tokenizer.ParseSystemPrompt(s.String()); err != nil {
+		return fmt.Errorf("model: unknown system prompt %d", int(s))
+	}
 	return nil
 }
 

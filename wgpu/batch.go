@@ -268,11 +268,7 @@ func (d *Device) submit(ctx context.Context, cmds []command, uniforms []byte) er
 			if err != nil {
 				return fmt.Errorf("wgpu: create uniform arena of %d bytes: %w", size, err)
 			}
-			bufferIDs.Lock()
-			bufferIDs.next++
-			id := bufferIDs.next
-			bufferIDs.Unlock()
-			d.arena = &Buffer{dev: d, h: h, size: size, label: "uniform arena", id: id}
+			d.arena = &Buffer{dev: d, h: h, size: size, label: "uniform arena", id: nextBufferID()}
 		}
 		if err := d.drv.write(d.arena.h, 0, uniforms); err != nil {
 			return fmt.Errorf("wgpu: write uniforms: %w", err)

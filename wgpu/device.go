@@ -190,6 +190,14 @@ var bufferIDs struct {
 	next uint64
 }
 
+// nextBufferID gives every buffer of the process a distinct id.
+func nextBufferID() uint64 {
+	bufferIDs.Lock()
+	defer bufferIDs.Unlock()
+	bufferIDs.next++
+	return bufferIDs.next
+}
+
 // NewBuffer makes a zero-filled buffer of size bytes (rounded up to a
 // multiple of 4). A size above the device's maxBufferSize is a *LimitError.
 func (d *Device) NewBuffer(size uint64, label string) (*Buffer, error) {
@@ -212,11 +220,7 @@ func (d *Device) NewBuffer(size uint64, label string) (*Buffer, error) {
 	d.stats.BufferBytes += size
 	d.stats.PeakBufferBytes = max(d.stats.PeakBufferBytes, d.stats.BufferBytes)
 	d.mu.Unlock()
-	bufferIDs.Lock()
-	bufferIDs.next++
-	id := bufferIDs.next
-	bufferIDs.Unlock()
-	return &Buffer{dev: d, h: h, size: size, label: label, id: id}, nil
+	return &Buffer{dev: d, h: h, size: size, label: label, id: nextBufferID()}, nil
 }
 
 // Size is the buffer's size in bytes.

@@ -185,14 +185,8 @@ func (g *GPU) alloc(pool map[uint64][]*wgpu.Buffer, dt tensor.DType, shape []int
 	return t, nil
 }
 
-// storageBytes is the buffer size of n elements: 4 bytes each for f32,
-// two 16-bit elements per 32-bit word otherwise.
-func storageBytes(dt tensor.DType, n int) uint64 {
-	if dt == tensor.F32 {
-		return uint64(n) * 4
-	}
-	return uint64(n+1) / 2 * 4
-}
+// storageBytes is the buffer size of n elements of dt (a flat tensor).
+func storageBytes(dt tensor.DType, n int) uint64 { return uint64(dt.Bytes(tensor.Shape{n})) }
 
 func (g *GPU) View(t *Tensor, off int, shape ...int) *Tensor {
 	checkOwner(g, "View", t)

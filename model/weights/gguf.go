@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"slices"
 	"sort"
 
@@ -156,18 +155,8 @@ type GGUF struct {
 
 // OpenGGUF opens a GGUF file and reads its header. Close it when done.
 func OpenGGUF(path string) (*GGUF, error) {
-	f, err := os.Open(path)
+	g, f, err := openPath(path, NewGGUF)
 	if err != nil {
-		return nil, fmt.Errorf("weights: %w", err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("weights: %w", err)
-	}
-	g, err := NewGGUF(f, st.Size(), path)
-	if err != nil {
-		f.Close()
 		return nil, err
 	}
 	g.closer = f

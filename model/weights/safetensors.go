@@ -63,22 +63,33 @@ type File struct {
 // OpenSafetensors opens a safetensors file and reads its header. Close it
 // when done.
 func OpenSafetensors(path string) (*File, error) {
-	f, err := os.Open(path)
+	file, f, err := openPath(path, NewSafetensors)
 	if err != nil {
-		return nil, fmt.Errorf("weights: %w", err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("weights: %w", err)
-	}
-	file, err := NewSafetensors(f, st.Size(), path)
-	if err != nil {
-		f.Close()
 		return nil, err
 	}
 	file.closer = f
 	return file, nil
+}
+
+// openPath opens a file and reads it with open (NewSafetensors, NewGGUF),
+// closing it again when that fails.
+func openPath[T any](path string, open func(io.ReaderAt, int64, string) (T, error)) (T, *os.File, error) {
+	var zero T
+	f, err := os.Open(path)
+	if err != nil {
+		return zero, nil, fmt.Errorf("weights: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return zero, nil, fmt.Errorf("weights: %w", err)
+	}
+	v, err := open(f, st.Size(), path)
+	if err != nil {
+		f.Close()
+		return zero, nil, err
+	}
+	return v, f, nil
 }
 
 // NewSafetensors reads the header of a safetensors file of size bytes held
